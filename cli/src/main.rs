@@ -1,0 +1,2 @@
+//! The `rbuild` command.
+fn main() {}

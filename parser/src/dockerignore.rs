@@ -1,0 +1,1 @@
+//! `.dockerignore` handling (being written).

@@ -1,0 +1,1 @@
+//! Shell-word expansion (being written).
