@@ -1,2 +1,54 @@
-//! The `rbuild` command.
-fn main() {}
+//! The `rbuild` command: docker-compatible spelling, daemonless.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod check;
+
+/// Build, run and ship OCI images from Dockerfiles, without a daemon.
+#[derive(Debug, Parser)]
+#[command(name = "rbuild", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOpts {
+    /// Root of rbuild's store [default: /var/lib/rbuild as root, else $XDG_DATA_HOME/rbuild]
+    #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Registries that may be reached over plain HTTP (localhost and 127.0.0.0/8 always may)
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and lint a Dockerfile; exit 1 on errors
+    Check(check::CheckArgs),
+    /// Tools for developers and conformance tests
+    #[command(subcommand)]
+    Debug(check::DebugCommand),
+    // Subcommand groups of other modules are flattened in below this line.
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run_check(&args),
+        Command::Debug(cmd) => check::run_debug(&cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! rbuild's image side: the content-addressed blob store and image index under
 //! the rbuild root, layer unpacking into snapshots, the registry client (pull and
 //! push), and the image formats (docker-archive, OCI layout, OCI archive).
-//!
-//! Empty for now: it lands with the issue "Images: content store, registry pull and push".
+
+pub mod digest;
+
+pub use digest::Digest;
