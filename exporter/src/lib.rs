@@ -5,3 +5,6 @@
 pub mod digest;
 
 pub use digest::Digest;
+pub mod error;
+
+pub use error::{Error, Result};
