@@ -18,6 +18,37 @@ pub enum Error {
     #[error("content does not match its digest: expected {expected}, got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
     // Add variants below as modules need them (one line per idea, with context fields).
+    // -- local image side: store, index, references, unpack, formats --
+    #[error("blob {digest} not found in the content store")]
+    BlobNotFound { digest: Digest },
+    #[error("content {digest} has size {actual}, expected {expected}")]
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("invalid reference format {input:?}: {reason}")]
+    InvalidReference { input: String, reason: String },
+    #[error("no such image: {reference}")]
+    ImageNotFound { reference: String },
+    #[error("{what}: invalid JSON: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what}: {reason}")]
+    InvalidImage { what: String, reason: String },
+    #[error("layer entry {entry:?} refused: {reason}")]
+    UnsafeEntry { entry: String, reason: String },
+    #[error("no image for platform {wanted} in {reference}; available: {available}")]
+    NoMatchingPlatform {
+        reference: String,
+        wanted: String,
+        available: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl Error {

@@ -8,3 +8,10 @@ pub use digest::Digest;
 pub mod error;
 
 pub use error::{Error, Result};
+
+// Local image side: store, index, references, unpacking, formats.
+pub mod lock;
+pub mod root;
+pub mod store;
+
+pub use store::{BlobWriter, Lease, Store};
