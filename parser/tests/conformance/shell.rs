@@ -4,19 +4,11 @@
 //! (see `corpora/README.md`). The corpora directory is `$RBUILD_CORPORA` if set, otherwise
 //! `../../shared/corpora` relative to this crate.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use rbuild_parser::shell::{Env, EnvList, Lexer};
 
-fn corpora() -> PathBuf {
-    match std::env::var_os("RBUILD_CORPORA") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora"),
-    }
-}
+use crate::corpora;
 
 fn read_table(name: &str) -> String {
     let path = corpora().join("buildkit-shell").join(name);

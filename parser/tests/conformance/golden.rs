@@ -1,0 +1,56 @@
+//! Golden files: `testdata/parser/<case>/Dockerfile` with `expected.json` (the raw
+//! instruction list, as `rbuild debug parse --json` prints it) and
+//! `testdata/parser-errors/<case>/Dockerfile` with `expected.txt` (the rendered error).
+//! Set `RBUILD_BLESS=1` to rewrite the expected files after a deliberate change.
+
+use rbuild_parser::{Source, raw};
+
+use crate::{case_dirs, testdata};
+
+fn check(path: &std::path::Path, actual: &str, failures: &mut Vec<String>) {
+    if std::env::var_os("RBUILD_BLESS").is_some() {
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_default();
+    if expected != actual {
+        failures.push(format!(
+            "{}:\n--- expected\n{expected}\n--- got\n{actual}",
+            path.display()
+        ));
+    }
+}
+
+#[test]
+fn raw_json_golden_files() {
+    let mut failures = Vec::new();
+    let dirs = case_dirs(&testdata().join("parser"));
+    assert!(!dirs.is_empty());
+    for dir in &dirs {
+        let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+        let parsed = raw::parse(&Source::new("Dockerfile", text)).unwrap();
+        let json = serde_json::to_string_pretty(&parsed).unwrap() + "\n";
+        check(&dir.join("expected.json"), &json, &mut failures);
+        // Every golden case also passes the typed layer.
+        let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+        if let Err(e) = rbuild_parser::parse("Dockerfile", &text) {
+            failures.push(format!("{}: {}", dir.display(), e.render()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn error_golden_files() {
+    let mut failures = Vec::new();
+    let dirs = case_dirs(&testdata().join("parser-errors"));
+    assert!(!dirs.is_empty());
+    for dir in &dirs {
+        let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+        match rbuild_parser::parse("Dockerfile", &text) {
+            Ok(_) => failures.push(format!("{}: parsed without error", dir.display())),
+            Err(e) => check(&dir.join("expected.txt"), &e.render(), &mut failures),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
