@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "${GREETING:-hello} (running as $(id -u) on $(uname -s))"
