@@ -49,6 +49,22 @@ pub enum Error {
     },
     #[error("{0}")]
     Conflict(String),
+    // -- registry side: client, auth, credentials, pull, push --
+    /// A registry answered with an error status; `detail` is ": CODE: message" from its body (or empty).
+    #[error("{op}: {status}{detail}")]
+    Registry { op: String, status: String, code: Option<String>, detail: String },
+    /// The registry could not be reached or the transfer broke off.
+    #[error("{op}: {reason}")]
+    RegistryTransport { op: String, reason: String },
+    /// The registry sent something that breaks the protocol (bad header, oversized manifest, …).
+    #[error("{op}: {reason}")]
+    RegistryProtocol { op: String, reason: String },
+    /// Docker's credential configuration (config.json or a credential helper) failed.
+    #[error("credentials for {server}: {reason}")]
+    Credentials { server: String, reason: String },
+    /// An error with the operation it happened in (e.g. `pull localhost:5000/app:1: blob sha256:…`).
+    #[error("{context}: {source}")]
+    Context { context: String, source: Box<Error> },
 }
 
 impl Error {

@@ -15,3 +15,6 @@ pub mod root;
 pub mod store;
 
 pub use store::{BlobWriter, Lease, Store};
+
+// Registry side: client, pull, push.
+pub mod registry;
