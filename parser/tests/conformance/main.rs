@@ -5,6 +5,7 @@
 
 mod buildkit;
 mod golden;
+mod properties;
 mod realworld;
 mod shell;
 

@@ -1,0 +1,21 @@
+//! The `rbuild` binary's one integration-test binary: commands run as a user runs them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod check;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs `rbuild` with `args` and an isolated root.
+pub fn rbuild(args: &[&str]) -> Output {
+    let root = std::env::temp_dir().join(format!("rbuild-cli-test-{}", std::process::id()));
+    Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .args(args)
+        .env("RBUILD_ROOT", &root)
+        .output()
+        .expect("rbuild runs")
+}
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
