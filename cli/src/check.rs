@@ -86,7 +86,11 @@ pub fn run_check(args: &CheckArgs) -> miette::Result<ExitCode> {
 }
 
 pub fn run_debug(cmd: &DebugCommand) -> miette::Result<ExitCode> {
-    let DebugCommand::Parse { json: _, dump, file } = cmd;
+    let DebugCommand::Parse {
+        json: _,
+        dump,
+        file,
+    } = cmd;
     let text = match read_dockerfile(file)? {
         Ok(t) => t,
         Err(e) => return Ok(report(&e)),
