@@ -10,9 +10,15 @@ pub mod error;
 pub use error::{Error, Result};
 
 // Local image side: store, index, references, unpacking, formats.
+pub mod compose;
+pub mod image;
+pub mod images;
 pub mod lock;
+pub mod media;
+pub mod reference;
 pub mod root;
 pub mod store;
+pub mod unpack;
 
 pub use store::{BlobWriter, Lease, Store};
 
