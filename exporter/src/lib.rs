@@ -23,4 +23,6 @@ pub mod unpack;
 pub use store::{BlobWriter, Lease, Store};
 
 // Registry side: client, pull, push.
+pub mod pull;
+pub mod push;
 pub mod registry;

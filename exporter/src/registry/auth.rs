@@ -235,7 +235,8 @@ mod tests {
 
     #[test]
     fn token_response() {
-        let t: TokenResponse = serde_json::from_str(r#"{"access_token":"a","expires_in":300}"#).unwrap();
+        let t: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"a","expires_in":300}"#).unwrap();
         assert_eq!(t.bearer(), Some("a"));
         let t: TokenResponse = serde_json::from_str(r#"{"token":"t","access_token":""}"#).unwrap();
         assert_eq!(t.bearer(), Some("t"));

@@ -364,48 +364,47 @@ impl Registry {
             }
         }
         type MakeReq = Box<dyn Fn(&reqwest::Client) -> RequestBuilder + Send + Sync>;
-        let make: MakeReq = if let Some(refresh) =
-            creds.as_ref().and_then(|c| c.identity_token.clone())
-        {
-            // OAuth2 refresh-token grant, as Docker does for identity tokens.
-            let mut form = url::form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "refresh_token")
-                .append_pair("refresh_token", &refresh)
-                .append_pair("client_id", "rbuild");
-            if let Some(s) = c.param("service") {
-                form.append_pair("service", s);
-            }
-            if !all_scopes.is_empty() {
-                form.append_pair("scope", &all_scopes.join(" "));
-            }
-            let body = form.finish();
-            Box::new(move |h: &reqwest::Client| {
-                h.post(url.clone())
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(body.clone())
-            })
-        } else {
-            {
-                let mut q = url.query_pairs_mut();
+        let make: MakeReq =
+            if let Some(refresh) = creds.as_ref().and_then(|c| c.identity_token.clone()) {
+                // OAuth2 refresh-token grant, as Docker does for identity tokens.
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token")
+                    .append_pair("refresh_token", &refresh)
+                    .append_pair("client_id", "rbuild");
                 if let Some(s) = c.param("service") {
-                    q.append_pair("service", s);
+                    form.append_pair("service", s);
                 }
-                for s in &all_scopes {
-                    q.append_pair("scope", s);
+                if !all_scopes.is_empty() {
+                    form.append_pair("scope", &all_scopes.join(" "));
                 }
-                if let Some(c) = &creds {
-                    q.append_pair("account", &c.username);
+                let body = form.finish();
+                Box::new(move |h: &reqwest::Client| {
+                    h.post(url.clone())
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(body.clone())
+                })
+            } else {
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = c.param("service") {
+                        q.append_pair("service", s);
+                    }
+                    for s in &all_scopes {
+                        q.append_pair("scope", s);
+                    }
+                    if let Some(c) = &creds {
+                        q.append_pair("account", &c.username);
+                    }
                 }
-            }
-            let basic = creds.as_ref().map(basic_header);
-            Box::new(move |h: &reqwest::Client| {
-                let r = h.get(url.clone());
-                match &basic {
-                    Some(b) => r.header(AUTHORIZATION, b.clone()),
-                    None => r,
-                }
-            })
-        };
+                let basic = creds.as_ref().map(basic_header);
+                Box::new(move |h: &reqwest::Client| {
+                    let r = h.get(url.clone());
+                    match &basic {
+                        Some(b) => r.header(AUTHORIZATION, b.clone()),
+                        None => r,
+                    }
+                })
+            };
         self.finish_token(op, scopes, &*make).await
     }
 
@@ -419,16 +418,18 @@ impl Registry {
         if !resp.status().is_success() {
             return Err(error_from_response(op, resp).await);
         }
-        let body = read_limited(resp, 1024 * 1024)
-            .await
-            .map_err(|reason| Error::RegistryTransport {
+        let body =
+            read_limited(resp, 1024 * 1024)
+                .await
+                .map_err(|reason| Error::RegistryTransport {
+                    op: op.to_string(),
+                    reason: format!("token response: {reason}"),
+                })?;
+        let t: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| Error::RegistryProtocol {
                 op: op.to_string(),
-                reason: format!("token response: {reason}"),
+                reason: format!("invalid token response: {e}"),
             })?;
-        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::RegistryProtocol {
-            op: op.to_string(),
-            reason: format!("invalid token response: {e}"),
-        })?;
         let token = t.bearer().ok_or_else(|| Error::RegistryProtocol {
             op: op.to_string(),
             reason: "token response without a token".into(),
@@ -533,7 +534,10 @@ fn pick_challenge(headers: &HeaderMap) -> Option<Challenge> {
 }
 
 fn basic_header(c: &Credentials) -> String {
-    format!("Basic {}", B64.encode(format!("{}:{}", c.username, c.password)))
+    format!(
+        "Basic {}",
+        B64.encode(format!("{}:{}", c.username, c.password))
+    )
 }
 
 fn scope_key(scopes: &[String]) -> String {
@@ -561,10 +565,18 @@ mod tests {
         ] {
             assert!(is_insecure(h, &none), "{h}");
         }
-        for h in ["registry.example:5000", "10.0.0.1:5000", "docker.io", "localhost.example.com"] {
+        for h in [
+            "registry.example:5000",
+            "10.0.0.1:5000",
+            "docker.io",
+            "localhost.example.com",
+        ] {
             assert!(!is_insecure(h, &none), "{h}");
         }
-        let list = vec!["reg.test:5000".to_string(), "http://plain.test/".to_string()];
+        let list = vec![
+            "reg.test:5000".to_string(),
+            "http://plain.test/".to_string(),
+        ];
         assert!(is_insecure("reg.test:5000", &list));
         assert!(!is_insecure("reg.test:5001", &list));
         assert!(!is_insecure("reg.test", &list));

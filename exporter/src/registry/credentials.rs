@@ -75,9 +75,8 @@ pub fn normalize_key(key: &str) -> String {
 impl DockerConfig {
     /// Loads the config from the usual place; a missing file is an empty config.
     pub fn load() -> Result<DockerConfig> {
-        let dir = config_dir().ok_or_else(|| {
-            cred_err("docker config", "neither DOCKER_CONFIG nor HOME is set")
-        })?;
+        let dir = config_dir()
+            .ok_or_else(|| cred_err("docker config", "neither DOCKER_CONFIG nor HOME is set"))?;
         Self::load_from(&dir.join("config.json"))
     }
 
@@ -116,7 +115,10 @@ impl DockerConfig {
     }
 
     fn str_field(&self, name: &str) -> Option<&str> {
-        self.doc.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
+        self.doc
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// The credential helper responsible for `server`, if any.
@@ -162,14 +164,19 @@ impl DockerConfig {
             })
             .and_then(Value::as_object);
         let Some(entry) = entry else { return Ok(None) };
-        let get = |k: &str| entry.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let get = |k: &str| {
+            entry
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
         let identity_token = get("identitytoken").map(str::to_string);
         if let Some(auth) = get("auth") {
             let raw = B64
                 .decode(auth.trim())
                 .map_err(|e| cred_err(server, format!("invalid base64 in auths.auth: {e}")))?;
-            let text = String::from_utf8(raw)
-                .map_err(|_| cred_err(server, "auths.auth is not UTF-8"))?;
+            let text =
+                String::from_utf8(raw).map_err(|_| cred_err(server, "auths.auth is not UTF-8"))?;
             let (user, pass) = text
                 .split_once(':')
                 .ok_or_else(|| cred_err(server, "auths.auth is not user:password"))?;
@@ -202,14 +209,22 @@ impl DockerConfig {
                 "Username": creds.username,
                 "Secret": creds.password,
             });
-            run_helper(self.helper_path.as_deref(), &helper, "store", server, body.to_string().as_bytes())?;
+            run_helper(
+                self.helper_path.as_deref(),
+                &helper,
+                "store",
+                server,
+                body.to_string().as_bytes(),
+            )?;
             // Docker keeps an empty entry so `auths` lists the server.
-            self.auths_mut().insert(server.to_string(), Value::Object(Map::new()));
+            self.auths_mut()
+                .insert(server.to_string(), Value::Object(Map::new()));
         } else {
             let auth = B64.encode(format!("{}:{}", creds.username, creds.password));
             let mut entry = Map::new();
             entry.insert("auth".into(), Value::String(auth));
-            self.auths_mut().insert(server.to_string(), Value::Object(entry));
+            self.auths_mut()
+                .insert(server.to_string(), Value::Object(entry));
         }
         self.save()
     }
@@ -218,7 +233,14 @@ impl DockerConfig {
     pub fn erase(&mut self, server: &str) -> Result<bool> {
         let mut found = false;
         if let Some(helper) = self.helper_for(server) {
-            found |= run_helper(self.helper_path.as_deref(), &helper, "erase", server, server.as_bytes()).is_ok();
+            found |= run_helper(
+                self.helper_path.as_deref(),
+                &helper,
+                "erase",
+                server,
+                server.as_bytes(),
+            )
+            .is_ok();
         }
         let want = normalize_key(server);
         let auths = self.auths_mut();
@@ -257,12 +279,13 @@ impl DockerConfig {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut text = serde_json::to_string_pretty(&Value::Object(self.doc.clone())).map_err(
-            |e| Error::Json {
-                what: self.path.display().to_string(),
-                source: e,
-            },
-        )?;
+        let mut text =
+            serde_json::to_string_pretty(&Value::Object(self.doc.clone())).map_err(|e| {
+                Error::Json {
+                    what: self.path.display().to_string(),
+                    source: e,
+                }
+            })?;
         text.push('\n');
         let mut tmp = tempfile::Builder::new()
             .prefix(".config.json.")
@@ -272,7 +295,8 @@ impl DockerConfig {
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(&tpath, e))?;
-        tmp.write_all(text.as_bytes()).map_err(|e| Error::io(&tpath, e))?;
+        tmp.write_all(text.as_bytes())
+            .map_err(|e| Error::io(&tpath, e))?;
         tmp.as_file().sync_all().map_err(|e| Error::io(&tpath, e))?;
         tmp.persist(&self.path)
             .map_err(|e| Error::io(&self.path, e.error))?;
@@ -322,7 +346,10 @@ fn run_helper(
         let msg = String::from_utf8_lossy(if stdout.is_empty() { &stderr } else { &stdout })
             .trim()
             .to_string();
-        return Err(cred_err(server, format!("{program} {action} failed ({status}): {msg}")));
+        return Err(cred_err(
+            server,
+            format!("{program} {action} failed ({status}): {msg}"),
+        ));
     }
     Ok(stdout)
 }
@@ -343,7 +370,9 @@ fn helper_get(
     let out = match run_helper(search_path, helper, "get", server, server.as_bytes()) {
         Ok(out) => out,
         Err(Error::Credentials { reason, .. })
-            if reason.to_ascii_lowercase().contains("credentials not found") =>
+            if reason
+                .to_ascii_lowercase()
+                .contains("credentials not found") =>
         {
             return Ok(None);
         }
@@ -398,7 +427,10 @@ mod tests {
         );
         let c = DockerConfig::load_from(&p).unwrap();
         let got = c.get("localhost:5000").unwrap().unwrap();
-        assert_eq!((got.username.as_str(), got.password.as_str()), ("alice", "s3cr:et"));
+        assert_eq!(
+            (got.username.as_str(), got.password.as_str()),
+            ("alice", "s3cr:et")
+        );
         let hub = c.get("https://index.docker.io/v1/").unwrap().unwrap();
         assert_eq!(hub.username, "bob");
         assert!(c.get("docker.io").unwrap().is_some());
@@ -414,7 +446,8 @@ mod tests {
         let c = DockerConfig::load_from(&write(d.path(), "  \n")).unwrap();
         assert!(c.get("x").unwrap().is_none());
         assert!(DockerConfig::load_from(&write(d.path(), "{nope")).is_err());
-        let c = DockerConfig::load_from(&write(d.path(), r#"{"auths":{"x":{"auth":"!!"}}}"#)).unwrap();
+        let c =
+            DockerConfig::load_from(&write(d.path(), r#"{"auths":{"x":{"auth":"!!"}}}"#)).unwrap();
         let err = c.get("x").unwrap_err().to_string();
         assert!(err.contains("base64"), "{err}");
     }
@@ -440,7 +473,13 @@ mod tests {
         let mut c2 = c2;
         assert!(c2.erase("localhost:5000").unwrap());
         assert!(!c2.erase("localhost:5000").unwrap());
-        assert!(DockerConfig::load_from(&p).unwrap().get("localhost:5000").unwrap().is_none());
+        assert!(
+            DockerConfig::load_from(&p)
+                .unwrap()
+                .get("localhost:5000")
+                .unwrap()
+                .is_none()
+        );
     }
 
     /// A fake `docker-credential-test` helper, put first on PATH.
@@ -490,7 +529,11 @@ esac
         assert!(c.get("nowhere.example").unwrap().is_none());
         // A helper that is not installed is a clear error.
         let p2 = write(d.path(), r#"{"credsStore":"absent-helper"}"#);
-        let err = DockerConfig::load_from(&p2).unwrap().get("x").unwrap_err().to_string();
+        let err = DockerConfig::load_from(&p2)
+            .unwrap()
+            .get("x")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("docker-credential-absent-helper"), "{err}");
         let logged = std::fs::read_to_string(&log).unwrap();
         assert!(logged.contains("get helper.example:5000"), "{logged}");

@@ -19,6 +19,7 @@ pub mod client;
 pub mod credentials;
 pub mod ops;
 pub mod progress;
+pub mod sources;
 
 pub use client::{Registry, RegistryOptions, Repository, is_insecure, parse_error_body};
 pub use credentials::{Credentials, DockerConfig};

@@ -134,7 +134,11 @@ impl Repository {
                         }),
                     });
                 }
-                if wanted.is_some() { actual } else { Digest::sha256(&bytes) }
+                if wanted.is_some() {
+                    actual
+                } else {
+                    Digest::sha256(&bytes)
+                }
             }
             None => Digest::sha256(&bytes),
         };
@@ -368,7 +372,9 @@ impl Repository {
         }
         let resp = self
             .registry
-            .send(&self.op, &scopes, &|c| c.post(&url).header(CONTENT_LENGTH, 0))
+            .send(&self.op, &scopes, &|c| {
+                c.post(&url).header(CONTENT_LENGTH, 0)
+            })
             .await?;
         match resp.status() {
             StatusCode::CREATED if mount.is_some() => Ok(None),

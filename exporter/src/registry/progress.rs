@@ -7,14 +7,26 @@ use crate::digest::Digest;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProgressEvent {
     /// A blob transfer is about to start (`Pulling fs layer`, `Preparing`).
-    Start { digest: Digest, size: u64, status: String },
+    Start {
+        digest: Digest,
+        size: u64,
+        status: String,
+    },
     /// Bytes moved so far for a blob (total, not increment).
-    Bytes { digest: Digest, done: u64, size: u64 },
+    Bytes {
+        digest: Digest,
+        done: u64,
+        size: u64,
+    },
     /// A blob finished (`Pull complete`, `Already exists`, `Pushed`,
     /// `Layer already exists`, `Mounted from …`).
     Done { digest: Digest, status: String },
     /// A blob's transfer failed and is being retried.
-    Retry { digest: Digest, attempt: u32, reason: String },
+    Retry {
+        digest: Digest,
+        attempt: u32,
+        reason: String,
+    },
     /// A line about the whole operation.
     Message(String),
 }

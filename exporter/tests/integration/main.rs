@@ -1,3 +1,7 @@
 //! The exporter's one integration-test binary: real registries, real peers
 //! (skopeo, umoci, podman/docker where installed), offline-made fixture images.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fixtures;
+mod registry;
+mod registry_harness;
