@@ -10,6 +10,7 @@
 //! - [`lint`]: BuildKit-compatible build checks (warnings with the same rule names).
 //! - [`error`]: errors with `file:line:col`, the source line, a caret and a hint.
 
+pub mod args;
 pub mod ast;
 pub mod directives;
 pub mod dockerignore;
@@ -17,6 +18,7 @@ pub mod error;
 mod flags;
 pub mod heredoc;
 pub mod instructions;
+pub mod lint;
 pub mod mount;
 pub mod raw;
 pub mod shell;

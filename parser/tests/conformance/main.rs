@@ -5,6 +5,7 @@
 
 mod buildkit;
 mod golden;
+mod lint;
 mod properties;
 mod realworld;
 mod shell;
