@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod check;
+mod images;
 
 /// Build, run and ship OCI images from Dockerfiles, without a daemon.
 #[derive(Debug, Parser)]
@@ -36,6 +37,8 @@ enum Command {
     #[command(subcommand)]
     Debug(check::DebugCommand),
     // Subcommand groups of other modules are flattened in below this line.
+    #[command(flatten)]
+    Image(images::ImageCommand),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run_check(&args),
         Command::Debug(cmd) => check::run_debug(&cmd),
+        Command::Image(cmd) => images::run(cmd, &cli.global),
     };
     match result {
         Ok(code) => code,

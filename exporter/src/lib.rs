@@ -10,13 +10,16 @@ pub mod error;
 pub use error::{Error, Result};
 
 // Local image side: store, index, references, unpacking, formats.
+pub mod archive;
 pub mod compose;
+pub mod gc;
 pub mod image;
 pub mod images;
 pub mod lock;
 pub mod media;
 pub mod reference;
 pub mod root;
+pub mod snapshots;
 pub mod store;
 pub mod unpack;
 

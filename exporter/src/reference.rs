@@ -461,7 +461,7 @@ mod tests {
             err("busybox@sha256:abc"),
             err("busybox@md5:0123456789abcdef0123456789abcdef"),
             err(&"a".repeat(64).replace('a', "f")),
-            err(&format!("{}", "x".repeat(256))),
+            err(&"x".repeat(256)),
             err("example.com:port/app"),
             err("app name"),
             err("app:t\u{e9}"),

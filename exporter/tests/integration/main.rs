@@ -5,3 +5,4 @@
 mod fixtures;
 mod registry;
 mod registry_harness;
+mod store_formats;

@@ -1,0 +1,625 @@
+//! Local image commands, spelled and printed as Docker does: `images`,
+//! `tag`, `rmi`, `inspect`, `history`, `save`, `load`, `system df|prune`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use miette::{IntoDiagnostic, miette};
+use rbuild_exporter::archive::{self, ExportImage};
+use rbuild_exporter::image::{Image, Platform};
+use rbuild_exporter::images::{ImageRecord, Images, Removed, short_id};
+use rbuild_exporter::reference::Reference;
+use rbuild_exporter::{Store, gc};
+use serde_json::{Value, json};
+
+mod format;
+use format::{ellipsis, human_size, json_pretty, table, time_ago};
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List images
+    Images(ImagesArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag {
+        #[arg(value_name = "SOURCE_IMAGE[:TAG]")]
+        source: String,
+        #[arg(value_name = "TARGET_IMAGE[:TAG]")]
+        target: String,
+    },
+    /// Remove one or more images
+    Rmi {
+        /// Remove the image even if it has several names
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Display detailed information on one or more images
+    Inspect {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Show the history of an image
+    History {
+        /// Don't truncate output
+        #[arg(long)]
+        no_trunc: bool,
+        /// Only show image IDs
+        #[arg(short, long)]
+        quiet: bool,
+        image: String,
+    },
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save {
+        /// Write to a file (a directory for --format oci-dir), instead of STDOUT
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Archive format
+        #[arg(long, value_enum, default_value_t = SaveFormat::Docker)]
+        format: SaveFormat,
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Load an image from a tar archive or STDIN (docker-archive or OCI archive)
+    Load {
+        /// Read from tar archive file, instead of STDIN
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Suppress the load output
+        #[arg(short, long)]
+        quiet: bool,
+        /// Platform to load from a multi-platform archive [default: this machine's]
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<String>,
+    },
+    /// Manage rbuild's store
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show digests
+    #[arg(long)]
+    digests: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Output format: "table" or "json" (one JSON object per line)
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Only images of this repository[:tag]
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    filter: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaveFormat {
+    /// docker-archive (`docker save`), loadable by `docker load`
+    Docker,
+    /// OCI archive: a tar of an OCI image layout
+    Oci,
+    /// OCI image layout directory (needs -o DIR)
+    OciDir,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Show rbuild disk usage
+    Df,
+    /// Remove unused data (dangling images, unreferenced blobs and snapshots)
+    Prune {
+        /// Remove all images, not just dangling ones
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+fn open_store(global: &crate::GlobalOpts) -> miette::Result<Store> {
+    let root = rbuild_exporter::root::resolve_root(global.root.as_deref()).map_err(err)?;
+    Store::open(&root).map_err(err)
+}
+
+fn err(e: rbuild_exporter::Error) -> miette::Report {
+    miette!("{e}")
+}
+
+pub fn run(cmd: ImageCommand, global: &crate::GlobalOpts) -> miette::Result<ExitCode> {
+    let store = open_store(global)?;
+    let images = Images::open(&store);
+    match cmd {
+        ImageCommand::Images(args) => list(&images, &args),
+        ImageCommand::Tag { source, target } => {
+            let dst = Reference::parse_docker(&target).map_err(err)?;
+            if dst.digest().is_some() {
+                return Err(miette!("refusing to create a tag with a digest reference"));
+            }
+            images.tag(&source, &dst).map_err(err)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Rmi {
+            force,
+            images: refs,
+        } => rmi(&store, &images, &refs, force),
+        ImageCommand::Inspect { images: refs } => inspect(&store, &images, &refs),
+        ImageCommand::History {
+            no_trunc,
+            quiet,
+            image,
+        } => history(&store, &images, &image, no_trunc, quiet),
+        ImageCommand::Save {
+            output,
+            format,
+            images: refs,
+        } => save(&store, &images, &refs, output, format),
+        ImageCommand::Load {
+            input,
+            quiet,
+            platform,
+        } => load(&store, input, quiet, platform),
+        ImageCommand::System(SystemCommand::Df) => df(&store),
+        ImageCommand::System(SystemCommand::Prune { all, force }) => prune(&store, all, force),
+    }
+}
+
+/// REPOSITORY and TAG columns of a record.
+fn repo_tag(r: &ImageRecord) -> (String, String) {
+    match r.reference() {
+        Some(n) => (n.familiar_name(), n.tag().unwrap_or("<none>").to_string()),
+        None => ("<none>".into(), "<none>".into()),
+    }
+}
+
+fn digest_col(r: &ImageRecord) -> String {
+    r.reference()
+        .and_then(|n| n.digest().cloned())
+        .or_else(|| r.repo_digest.clone())
+        .map_or_else(|| "<none>".into(), |d| d.to_string())
+}
+
+fn list(images: &Images, args: &ImagesArgs) -> miette::Result<ExitCode> {
+    let mut records = images.list().map_err(err)?;
+    if let Some(f) = &args.filter {
+        let want = Reference::parse_normalized(f).map_err(err)?;
+        records.retain(|r| {
+            r.reference().is_some_and(|n| {
+                n.repository() == want.repository() && want.tag().is_none_or(|t| n.tag() == Some(t))
+            })
+        });
+    }
+    // Newest first, as Docker lists them.
+    records.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
+    let id = |r: &ImageRecord| {
+        if args.no_trunc {
+            r.config.to_string()
+        } else {
+            short_id(&r.config)
+        }
+    };
+    let mut out = String::new();
+    if args.quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &records {
+            if seen.insert(r.config.clone()) {
+                out.push_str(&id(r));
+                out.push('\n');
+            }
+        }
+    } else if args.format == "json" {
+        for r in &records {
+            let (repo, tag) = repo_tag(r);
+            let obj = json!({
+                "Containers": "N/A",
+                "CreatedAt": r.created.clone().unwrap_or_default(),
+                "CreatedSince": time_ago(r.created.as_deref()),
+                "Digest": digest_col(r),
+                "ID": id(r),
+                "Repository": repo,
+                "SharedSize": "N/A",
+                "Size": human_size(r.size),
+                "Tag": tag,
+                "UniqueSize": "N/A",
+                "VirtualSize": human_size(r.size),
+            });
+            out.push_str(&obj.to_string());
+            out.push('\n');
+        }
+    } else if args.format == "table" {
+        let mut header = vec!["REPOSITORY", "TAG"];
+        if args.digests {
+            header.push("DIGEST");
+        }
+        header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+        let rows: Vec<Vec<String>> = records
+            .iter()
+            .map(|r| {
+                let (repo, tag) = repo_tag(r);
+                let mut row = vec![repo, tag];
+                if args.digests {
+                    row.push(digest_col(r));
+                }
+                row.extend([id(r), time_ago(r.created.as_deref()), human_size(r.size)]);
+                row
+            })
+            .collect();
+        out = table(&header, &rows);
+    } else {
+        return Err(miette!(
+            "unsupported --format {:?}: use table or json",
+            args.format
+        ));
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rmi(store: &Store, images: &Images, refs: &[String], force: bool) -> miette::Result<ExitCode> {
+    let mut failed = false;
+    for r in refs {
+        match images.remove(r, force) {
+            Ok(events) => {
+                for e in events {
+                    match e {
+                        Removed::Untagged(n) => {
+                            let shown = Reference::parse_normalized(&n)
+                                .map_or(n.clone(), |r| r.familiar_string());
+                            println!("Untagged: {shown}");
+                        }
+                        Removed::Deleted(id) => println!("Deleted: {id}"),
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("Error response from rbuild: {e}");
+                failed = true;
+            }
+        }
+    }
+    // Free the content now if no pull/load/build is running; prune does it otherwise.
+    gc::try_collect(store).map_err(err)?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn inspect_json(store: &Store, images: &Images, rec: &ImageRecord) -> miette::Result<Value> {
+    let img = Image::load(store, &rec.target).map_err(err)?;
+    let config: Value = serde_json::from_slice(&img.config_bytes).into_diagnostic()?;
+    let all = images.list().map_err(err)?;
+    let mine: Vec<&ImageRecord> = all.iter().filter(|r| r.config == rec.config).collect();
+    let mut tags = Vec::new();
+    let mut digests = Vec::new();
+    for r in &mine {
+        let Some(n) = r.reference() else { continue };
+        if n.tag().is_some() {
+            tags.push(n.familiar_string());
+        }
+        let d = n.digest().cloned().or_else(|| r.repo_digest.clone());
+        if let Some(d) = d {
+            let rd = n.repository().with_digest(d).familiar_string();
+            if !digests.contains(&rd) {
+                digests.push(rd);
+            }
+        }
+    }
+    let updated = mine
+        .iter()
+        .map(|r| r.updated.clone())
+        .max()
+        .unwrap_or_default();
+    let get = |k: &str| {
+        config
+            .get(k)
+            .cloned()
+            .unwrap_or(Value::String(String::new()))
+    };
+    let mut obj = json!({
+        "Id": rec.config.to_string(),
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "Parent": "",
+        "Comment": get("comment"),
+        "Created": get("created"),
+        "DockerVersion": get("docker_version"),
+        "Author": get("author"),
+        "Config": config.get("config").cloned().unwrap_or(Value::Null),
+        "Architecture": get("architecture"),
+        "Os": get("os"),
+        "Size": img.content_size(),
+        "RootFS": {
+            "Type": "layers",
+            "Layers": img.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>(),
+        },
+        "Metadata": { "LastTagTime": updated },
+        "Descriptor": {
+            "mediaType": img.manifest_media_type,
+            "digest": img.manifest_digest.to_string(),
+            "size": img.manifest_bytes.len(),
+        },
+    });
+    if let (Some(v), Some(o)) = (config.get("variant"), obj.as_object_mut()) {
+        o.insert("Variant".into(), v.clone());
+    }
+    Ok(obj)
+}
+
+fn inspect(store: &Store, images: &Images, refs: &[String]) -> miette::Result<ExitCode> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for r in refs {
+        match images.resolve(r) {
+            Ok(rec) => out.push(inspect_json(store, images, &rec)?),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    println!("{}", json_pretty(&Value::Array(out)));
+    if errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(miette!("{}", errors.join("\n")))
+    }
+}
+
+fn history(
+    store: &Store,
+    images: &Images,
+    r: &str,
+    no_trunc: bool,
+    quiet: bool,
+) -> miette::Result<ExitCode> {
+    let rec = images.resolve(r).map_err(err)?;
+    let img = Image::load(store, &rec.target).map_err(err)?;
+    let hist = img.config.history().clone().unwrap_or_default();
+    let mut layer_sizes = img.layers.iter().map(|l| l.size);
+    let mut rows = Vec::new();
+    for h in &hist {
+        let empty = h.empty_layer().unwrap_or(false);
+        let size = if empty {
+            0
+        } else {
+            layer_sizes.next().unwrap_or(0)
+        };
+        let by = h.created_by().clone().unwrap_or_default();
+        rows.push(vec![
+            "<missing>".to_string(),
+            time_ago(h.created().as_deref()),
+            if no_trunc { by } else { ellipsis(&by, 45) },
+            human_size(size),
+            h.comment().clone().unwrap_or_default(),
+        ]);
+    }
+    rows.reverse();
+    let id = if no_trunc {
+        rec.config.to_string()
+    } else {
+        short_id(&rec.config)
+    };
+    if let Some(top) = rows.first_mut() {
+        top[0] = id.clone();
+    }
+    if quiet {
+        for row in &rows {
+            println!("{}", row[0]);
+        }
+    } else {
+        print!(
+            "{}",
+            table(
+                &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+                &rows
+            )
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The images to export for the given references, each with the names asked for.
+fn export_list(images: &Images, refs: &[String]) -> miette::Result<Vec<ExportImage>> {
+    let mut by_manifest: BTreeMap<String, ExportImage> = BTreeMap::new();
+    let mut order = Vec::new();
+    for r in refs {
+        let hits = images.lookup(r).map_err(err)?;
+        let Some(first) = hits.first() else {
+            return Err(miette!("No such image: {r}"));
+        };
+        // A name exports that name; an ID exports the image with all its names.
+        let as_name = Reference::parse_docker(r).ok().map(|n| n.to_string());
+        let by_name: Vec<ImageRecord> = hits
+            .iter()
+            .filter(|h| h.name.is_some() && h.name == as_name)
+            .cloned()
+            .collect();
+        let named: Vec<ImageRecord> = if by_name.is_empty() {
+            let id = first.config.clone();
+            images
+                .list()
+                .map_err(err)?
+                .into_iter()
+                .filter(|h| h.config == id)
+                .collect()
+        } else {
+            by_name
+        };
+        for h in named {
+            let key = h.target.to_string();
+            let entry = by_manifest.entry(key.clone()).or_insert_with(|| {
+                order.push(key);
+                ExportImage {
+                    manifest: h.target.clone(),
+                    names: Vec::new(),
+                }
+            });
+            if let Some(n) = h.reference() {
+                if !entry.names.contains(&n) {
+                    entry.names.push(n);
+                }
+            }
+        }
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|k| by_manifest.remove(&k))
+        .collect())
+}
+
+fn save(
+    store: &Store,
+    images: &Images,
+    refs: &[String],
+    output: Option<PathBuf>,
+    format: SaveFormat,
+) -> miette::Result<ExitCode> {
+    let list = export_list(images, refs)?;
+    if format == SaveFormat::OciDir {
+        let dir = output.ok_or_else(|| miette!("--format oci-dir needs -o DIR"))?;
+        archive::save_oci_dir(store, &list, &dir).map_err(err)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let write = |w: &mut dyn Write| -> miette::Result<()> {
+        match format {
+            SaveFormat::Docker => archive::save_docker_archive(store, &list, w).map_err(err),
+            _ => archive::save_oci_archive(store, &list, w).map_err(err),
+        }
+    };
+    match output {
+        Some(path) => {
+            archive::write_to_path(&path, |w| match format {
+                SaveFormat::Docker => archive::save_docker_archive(store, &list, w),
+                _ => archive::save_oci_archive(store, &list, w),
+            })
+            .map_err(err)?;
+        }
+        None => {
+            let stdout = io::stdout();
+            if stdout.is_terminal() {
+                return Err(miette!(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                ));
+            }
+            let mut w = BufWriter::new(stdout.lock());
+            write(&mut w)?;
+            w.flush().into_diagnostic()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(
+    store: &Store,
+    input: Option<PathBuf>,
+    quiet: bool,
+    platform: Option<String>,
+) -> miette::Result<ExitCode> {
+    let platform: Platform = match platform {
+        Some(p) => p.parse().map_err(err)?,
+        None => Platform::host(),
+    };
+    let loaded = match input {
+        Some(path) => {
+            if path.is_dir() {
+                archive::load_oci_dir(store, &path, &platform).map_err(err)?
+            } else {
+                let f = File::open(&path).map_err(|e| miette!("{}: {e}", path.display()))?;
+                archive::load_archive(store, BufReader::new(f), &platform).map_err(err)?
+            }
+        }
+        None => {
+            let stdin = io::stdin();
+            if stdin.is_terminal() {
+                return Err(miette!("requested load from stdin, but stdin is empty"));
+            }
+            archive::load_archive(store, stdin.lock(), &platform).map_err(err)?
+        }
+    };
+    if !quiet {
+        for l in &loaded {
+            if l.names.is_empty() {
+                println!("Loaded image ID: {}", l.id);
+            }
+            for n in &l.names {
+                println!("Loaded image: {}", n.familiar_string());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn df(store: &Store) -> miette::Result<ExitCode> {
+    let du = gc::disk_usage(store).map_err(err)?;
+    let pct = |part: u64, total: u64| {
+        let p = (part * 100).checked_div(total).unwrap_or(0);
+        format!("{} ({p}%)", human_size(part))
+    };
+    let rows = vec![
+        vec![
+            "Images".to_string(),
+            du.images.to_string(),
+            du.images_named.to_string(),
+            human_size(du.blobs_size),
+            pct(du.blobs_reclaimable, du.blobs_size),
+        ],
+        vec![
+            "Snapshots".to_string(),
+            du.snapshots.to_string(),
+            du.snapshots.to_string(),
+            human_size(du.snapshots_size),
+            pct(du.snapshots_reclaimable, du.snapshots_size),
+        ],
+    ];
+    print!(
+        "{}",
+        table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune(store: &Store, all: bool, force: bool) -> miette::Result<ExitCode> {
+    if !force {
+        println!("WARNING! This will remove:");
+        if all {
+            println!("  - all images");
+        } else {
+            println!("  - all dangling images");
+        }
+        println!("  - all unreferenced content and unpacked snapshots\n");
+        print!("Are you sure you want to continue? [y/N] ");
+        io::stdout().flush().into_diagnostic()?;
+        let mut answer = String::new();
+        io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .into_diagnostic()?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let report = gc::prune(store, all).map_err(err)?;
+    if !report.images_removed.is_empty() {
+        println!("Deleted Images:");
+        let mut deleted = std::collections::BTreeSet::new();
+        for r in &report.images_removed {
+            if let Some(n) = r.reference() {
+                println!("untagged: {}", n.familiar_string());
+            }
+            deleted.insert(r.config.clone());
+        }
+        for d in deleted {
+            println!("deleted: {d}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(report.bytes_freed));
+    Ok(ExitCode::SUCCESS)
+}

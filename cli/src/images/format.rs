@@ -1,0 +1,153 @@
+//! Docker's ways of printing: tables, human sizes and durations.
+
+use std::fmt::Write as _;
+
+/// A column-aligned table like Docker's tabwriter output (3 spaces between columns).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        let last = cells.len().saturating_sub(1);
+        for (i, c) in cells.iter().enumerate() {
+            l.push_str(c);
+            if i < last {
+                let pad = widths[i] - c.chars().count() + 3;
+                l.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// go-units `HumanSizeWithPrecision(size, 3)`: decimal units, 3 significant digits.
+pub fn human_size(size: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut v = size as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{}{}", sig3(v), UNITS[i])
+}
+
+/// `%.3g` without exponent: 3 significant digits, trailing zeros dropped.
+fn sig3(v: f64) -> String {
+    let decimals = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        while s.ends_with('0') {
+            s.pop();
+        }
+        if s.ends_with('.') {
+            s.pop();
+        }
+    }
+    s
+}
+
+/// go-units `HumanDuration` + " ago", from an RFC 3339 time; "N/A" if unknown.
+pub fn time_ago(rfc3339: Option<&str>) -> String {
+    let Some(t) = rfc3339.and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) else {
+        return "N/A".to_string();
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds();
+    format!("{} ago", human_duration(secs.max(0)))
+}
+
+pub fn human_duration(secs: i64) -> String {
+    let minutes = secs / 60;
+    let hours = secs / 3600;
+    let mut s = String::new();
+    let _ = match () {
+        _ if secs < 1 => write!(s, "Less than a second"),
+        _ if secs == 1 => write!(s, "1 second"),
+        _ if secs < 60 => write!(s, "{secs} seconds"),
+        _ if minutes == 1 => write!(s, "About a minute"),
+        _ if minutes < 60 => write!(s, "{minutes} minutes"),
+        _ if hours == 1 => write!(s, "About an hour"),
+        _ if hours < 48 => write!(s, "{hours} hours"),
+        _ if hours < 24 * 7 * 2 => write!(s, "{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => write!(s, "{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => write!(s, "{} months", hours / 24 / 30),
+        _ => write!(s, "{} years", hours / 24 / 365),
+    };
+    s
+}
+
+/// Docker's `Ellipsis`: at most `max` characters, the last one `…` when cut.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// JSON with 4-space indent, as `docker inspect` prints.
+pub fn json_pretty(v: &serde_json::Value) -> String {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    match serde::Serialize::serialize(v, &mut ser) {
+        Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+        Err(_) => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_go_units() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_261_000), "4.26MB");
+        assert_eq!(human_size(1_200_000), "1.2MB");
+        assert_eq!(human_size(5_000_000), "5MB");
+        assert_eq!(human_size(123_456_789), "123MB");
+        assert_eq!(human_size(12_345), "12.3kB");
+    }
+
+    #[test]
+    fn durations_like_go_units() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(30), "30 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+        assert_eq!(human_duration(20 * 86400), "2 weeks");
+        assert_eq!(human_duration(90 * 86400), "3 months");
+        assert_eq!(human_duration(800 * 86400), "2 years");
+    }
+
+    #[test]
+    fn tables_and_ellipsis() {
+        let t = table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A     LONGER\nxyz   1\n");
+        assert_eq!(ellipsis("abcdef", 4), "abc…");
+        assert_eq!(ellipsis("abc", 4), "abc");
+    }
+}
