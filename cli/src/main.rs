@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod check;
+mod registry_cmds;
 mod images;
 
 /// Build, run and ship OCI images from Dockerfiles, without a daemon.
@@ -38,6 +39,8 @@ enum Command {
     Debug(check::DebugCommand),
     // Subcommand groups of other modules are flattened in below this line.
     #[command(flatten)]
+    Registry(registry_cmds::RegistryCommand),
+    #[command(flatten)]
     Image(images::ImageCommand),
 }
 
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run_check(&args),
         Command::Debug(cmd) => check::run_debug(&cmd),
+        Command::Registry(cmd) => registry_cmds::run(cmd, &cli.global),
         Command::Image(cmd) => images::run(cmd, &cli.global),
     };
     match result {

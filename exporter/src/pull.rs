@@ -42,14 +42,18 @@ pub fn remote_reference(r: &Reference) -> String {
     }
 }
 
-/// Pulls `reference` for `platform` into `store` and names it in the image index.
+/// Pulls `reference` into `store` and names it in the image index. From an
+/// index, the manifest for `platform` (default: this machine's) is chosen; a
+/// single-platform image must match `platform` when one is given.
 pub async fn pull(
     store: &Store,
     reference: &Reference,
-    platform: &Platform,
+    platform: Option<&Platform>,
     opts: &RegistryOptions,
     progress: &dyn Progress,
 ) -> Result<PullReport> {
+    let host = Platform::host();
+    let wanted = platform.unwrap_or(&host);
     let op = format!("pull {reference}");
     let lease = store.lease()?;
     let registry = Registry::new(reference.domain(), opts.clone())?;
@@ -68,7 +72,7 @@ pub async fn pull(
 
     let top = repo.get_manifest(&remote_reference(reference)).await?;
     put_manifest(store, &top).map_err(ctx)?;
-    let manifest = resolve_platform(store, &repo, &top, platform, reference)
+    let manifest = resolve_platform(store, &repo, &top, wanted, reference)
         .await
         .map_err(ctx)?;
     let parsed: oci_spec::image::ImageManifest =
@@ -79,10 +83,25 @@ pub async fn pull(
             })
         })?;
 
-    // Config first in the list so it is fetched early; layers in order.
+    // The config first: it says the platform, which must match an explicit
+    // request even when the registry served a single manifest.
     let mut blobs: Vec<(Digest, u64, bool)> = Vec::new();
     let config = image::digest_of(parsed.config().digest()).map_err(ctx)?;
-    blobs.push((config, parsed.config().size(), false));
+    let config_size = parsed.config().size();
+    let config_was_present = store.has_blob(&config);
+    if !config_was_present {
+        repo.fetch_blob(store, &config, config_size, progress)
+            .await?;
+    }
+    if let (Some(p), Some(actual)) = (platform, config_platform(store, &config)) {
+        if !p.matches(&actual) {
+            return Err(ctx(Error::NoMatchingPlatform {
+                reference: reference.to_string(),
+                wanted: p.to_string(),
+                available: actual.to_string(),
+            }));
+        }
+    }
     for l in parsed.layers() {
         blobs.push((image::digest_of(l.digest()).map_err(ctx)?, l.size(), true));
     }
@@ -106,7 +125,7 @@ pub async fn pull(
             missing.push((d.clone(), *size, *is_layer));
         }
     }
-    let downloaded = missing.len();
+    let downloaded = missing.len() + usize::from(!config_was_present);
     let concurrency = opts.concurrency.max(1);
     stream::iter(missing.into_iter().map(Ok::<_, Error>))
         .try_for_each_concurrent(concurrency, |(d, size, is_layer)| {
@@ -124,7 +143,7 @@ pub async fn pull(
         })
         .await?;
 
-    for (d, _, _) in &blobs {
+    for d in blobs.iter().map(|b| &b.0).chain([&config]) {
         sources::record(store, d, reference.domain(), reference.path());
     }
     let images = Images::open(store);
@@ -145,6 +164,22 @@ pub async fn pull(
         downloaded,
         record,
     })
+}
+
+/// The platform an image config declares (`None` if unreadable).
+fn config_platform(store: &Store, config: &Digest) -> Option<Platform> {
+    #[derive(serde::Deserialize)]
+    struct C {
+        #[serde(default)]
+        os: String,
+        #[serde(default)]
+        architecture: String,
+        #[serde(default)]
+        variant: Option<String>,
+    }
+    let c: C = serde_json::from_slice(&store.read_blob(config).ok()?).ok()?;
+    (!c.os.is_empty() && !c.architecture.is_empty())
+        .then(|| Platform::new(&c.os, &c.architecture, c.variant.as_deref()))
 }
 
 fn put_manifest(store: &Store, m: &RawManifest) -> Result<()> {

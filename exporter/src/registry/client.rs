@@ -489,6 +489,7 @@ impl Registry {
         let mut reauthed = false;
         loop {
             let header = self.auth_header(op, scopes).await?;
+            let sent_auth = header.is_some();
             let with_auth = |c: &reqwest::Client| {
                 let r = make(c);
                 match &header {
@@ -503,16 +504,15 @@ impl Registry {
             let Some(challenge) = pick_challenge(resp.headers()) else {
                 return Ok(resp);
             };
-            let changed = {
+            {
                 let mut st = self.lock_auth();
                 st.tokens.remove(&scope_key(scopes));
-                let changed = st.challenge.as_ref() != Some(&challenge) || challenge.is_bearer();
                 st.challenge = Some(challenge.clone());
-                changed
-            };
-            // Basic with nothing to offer, or the same Basic challenge we
-            // already answered: the 401 stands.
-            if challenge.is_basic() && (self.credentials()?.is_none() || !changed) {
+            }
+            // Basic credentials we already sent were refused, or there are
+            // none to offer: the 401 stands. (Requests running concurrently
+            // may each learn the challenge: only what *this* request sent counts.)
+            if challenge.is_basic() && (sent_auth || self.credentials()?.is_none()) {
                 return Ok(resp);
             }
             reauthed = true;

@@ -230,12 +230,7 @@ impl Repository {
                     tokio::time::sleep(self.registry.backoff(attempt)).await;
                     attempt += 1;
                 }
-                Err(e) => {
-                    return Err(Error::Context {
-                        context: format!("{}: blob {digest}", self.op),
-                        source: Box::new(e),
-                    });
-                }
+                Err(e) => return Err(self.blob_error(digest, e)),
                 Ok(()) => return Ok(()),
             }
         }
@@ -276,7 +271,7 @@ impl Repository {
                     return Err(Error::RegistryTransport {
                         op: self.op.clone(),
                         reason: format!(
-                            "blob {digest}: transfer broke off after {done} of {size} bytes: {}",
+                            "transfer broke off after {done} of {size} bytes: {}",
                             error_chain(&e)
                         ),
                     });
@@ -318,10 +313,7 @@ impl Repository {
         mount_from: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<UploadOutcome> {
-        let ctx = |e: Error| Error::Context {
-            context: format!("{}: blob {digest}", self.op),
-            source: Box::new(e),
-        };
+        let ctx = |e: Error| self.blob_error(digest, e);
         if self.blob_exists(digest).await.map_err(ctx)?.is_some() {
             return Ok(UploadOutcome::Exists);
         }
@@ -348,6 +340,35 @@ impl Repository {
             .await
             .map_err(ctx)?;
         Ok(UploadOutcome::Pushed)
+    }
+
+    /// `e` as an error of blob `digest` in this operation: errors that
+    /// already name the operation get the blob added to it.
+    fn blob_error(&self, digest: &Digest, e: Error) -> Error {
+        let op = format!("{}: blob {digest}", self.op);
+        match e {
+            Error::Registry {
+                op: o,
+                status,
+                code,
+                detail,
+            } if o == self.op => Error::Registry {
+                op,
+                status,
+                code,
+                detail,
+            },
+            Error::RegistryTransport { op: o, reason } if o == self.op => {
+                Error::RegistryTransport { op, reason }
+            }
+            Error::RegistryProtocol { op: o, reason } if o == self.op => {
+                Error::RegistryProtocol { op, reason }
+            }
+            other => Error::Context {
+                context: op,
+                source: Box::new(other),
+            },
+        }
     }
 
     fn protocol(&self, reason: &str) -> Error {

@@ -52,7 +52,7 @@ async fn pull_ok(
     platform: &Platform,
     o: &RegistryOptions,
 ) -> PullReport {
-    match pull(store, &r(reference), platform, o, &NoProgress).await {
+    match pull(store, &r(reference), Some(platform), o, &NoProgress).await {
         Ok(rep) => rep,
         Err(e) => panic!("pull {reference}: {e}"),
     }
@@ -111,7 +111,7 @@ async fn pull_busybox_then_up_to_date() {
     let err = pull(
         &env.store,
         &r(&format!("{}/fix/busybox:nope", reg.host)),
-        &amd64(),
+        Some(&amd64()),
         &opts(),
         &NoProgress,
     )
@@ -128,7 +128,7 @@ async fn pull_busybox_then_up_to_date() {
     let err = pull(
         &env.store,
         &r(&format!("{}/no/such:1", reg.host)),
-        &amd64(),
+        Some(&amd64()),
         &opts(),
         &NoProgress,
     )
@@ -140,6 +140,22 @@ async fn pull_busybox_then_up_to_date() {
         "{err}"
     );
     assert!(err.contains("_UNKNOWN"), "{err}");
+
+    // A single-platform image must match an explicit --platform.
+    let err = pull(
+        &env.store,
+        &r(&reference),
+        Some(&"linux/arm64".parse().unwrap()),
+        &opts(),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("linux/arm64") && err.contains("available: linux/amd64"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,7 +196,7 @@ async fn pull_selects_platform_from_index() {
     let err = pull(
         &env.store,
         &r(&reference),
-        &"linux/s390x".parse().unwrap(),
+        Some(&"linux/s390x".parse().unwrap()),
         &opts(),
         &NoProgress,
     )
@@ -310,10 +326,16 @@ async fn basic_auth_with_docker_config() {
     let reference = format!("{}/auth/ml:1", reg.host);
 
     // No credentials: refused, clearly.
-    let err = pull(&env.store, &r(&reference), &amd64(), &opts(), &NoProgress)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = pull(
+        &env.store,
+        &r(&reference),
+        Some(&amd64()),
+        &opts(),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         err.starts_with(&format!("pull {reference}: 401 Unauthorized")),
         "{err}"
@@ -326,7 +348,7 @@ async fn basic_auth_with_docker_config() {
         docker_config: Some(DockerConfig::load_from(&bad).unwrap()),
         ..opts()
     };
-    let err = pull(&env.store, &r(&reference), &amd64(), &o, &NoProgress)
+    let err = pull(&env.store, &r(&reference), Some(&amd64()), &o, &NoProgress)
         .await
         .unwrap_err();
     assert!(
@@ -368,10 +390,16 @@ async fn bearer_token_flow() {
     );
     let env = store();
     let reference = format!("{}/tok/ml:1", proxy.host);
-    let err = pull(&env.store, &r(&reference), &amd64(), &opts(), &NoProgress)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = pull(
+        &env.store,
+        &r(&reference),
+        Some(&amd64()),
+        &opts(),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("401 Unauthorized: UNAUTHORIZED: bad credentials"),
         "{err}"
@@ -436,7 +464,7 @@ async fn retries_after_server_errors() {
     let err = pull(
         &env.store,
         &r(&format!("{}/retry/ml:1", proxy.host)),
-        &amd64(),
+        Some(&amd64()),
         &opts(),
         &NoProgress,
     )
@@ -458,10 +486,16 @@ async fn broken_blob(fault: impl FnOnce(String) -> Fault, expect: &str) {
     let proxy = Proxy::start(&reg.host, fault(big.to_string()));
     let env = store();
     let reference = format!("{}/bad/ml:1", proxy.host);
-    let err = pull(&env.store, &r(&reference), &amd64(), &opts(), &NoProgress)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = pull(
+        &env.store,
+        &r(&reference),
+        Some(&amd64()),
+        &opts(),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         err.starts_with(&format!("pull {reference}: blob {big}: ")),
         "{err}"

@@ -120,6 +120,7 @@ impl Registry {
     }
 
     /// The registry's log (for assertion messages).
+    #[allow(dead_code)]
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
