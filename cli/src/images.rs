@@ -280,7 +280,7 @@ fn rmi(store: &Store, images: &Images, refs: &[String], force: bool) -> miette::
                 }
             }
             Err(e) => {
-                eprintln!("Error response from rbuild: {e}");
+                eprintln!("Error: {e}");
                 failed = true;
             }
         }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod check;
-mod registry_cmds;
 mod images;
+mod registry_cmds;
 
 /// Build, run and ship OCI images from Dockerfiles, without a daemon.
 #[derive(Debug, Parser)]

@@ -29,7 +29,7 @@ pub enum Error {
     },
     #[error("invalid reference format {input:?}: {reason}")]
     InvalidReference { input: String, reason: String },
-    #[error("no such image: {reference}")]
+    #[error("No such image: {reference}")]
     ImageNotFound { reference: String },
     #[error("{what}: invalid JSON: {source}")]
     Json {
@@ -52,7 +52,12 @@ pub enum Error {
     // -- registry side: client, auth, credentials, pull, push --
     /// A registry answered with an error status; `detail` is ": CODE: message" from its body (or empty).
     #[error("{op}: {status}{detail}")]
-    Registry { op: String, status: String, code: Option<String>, detail: String },
+    Registry {
+        op: String,
+        status: String,
+        code: Option<String>,
+        detail: String,
+    },
     /// The registry could not be reached or the transfer broke off.
     #[error("{op}: {reason}")]
     RegistryTransport { op: String, reason: String },

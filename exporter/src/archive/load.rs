@@ -93,9 +93,10 @@ pub fn load_archive(
     let stream = decompress(input, None).map_err(|e| Error::io("archive", e))?;
     let mut archive = tar::Archive::new(stream);
     let mut c = Collected::default();
-    let entries = archive.entries().map_err(|e| Error::io("archive", e))?;
+    let not_tar = |e: io::Error| invalid("archive", &format!("not a readable tar archive: {e}"));
+    let entries = archive.entries().map_err(not_tar)?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| Error::io("archive", e))?;
+        let mut entry = entry.map_err(not_tar)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(path) = normalize(&raw) else {
             continue;
