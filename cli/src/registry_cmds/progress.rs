@@ -62,6 +62,12 @@ impl CliProgress {
         Some(b)
     }
 
+    fn existing_bar(&self, digest: &Digest) -> Option<ProgressBar> {
+        let (_, bars) = self.bars.as_ref()?;
+        let bars = bars.lock().unwrap_or_else(|p| p.into_inner());
+        bars.get(digest).cloned()
+    }
+
     fn finish(&self, digest: &Digest, status: &str) {
         let line = format!("{}: {status}", short_id(digest));
         let Some((_, bars)) = &self.bars else {
@@ -99,7 +105,9 @@ impl Progress for CliProgress {
                 }
             }
             ProgressEvent::Bytes { digest, done, size } => {
-                if let Some(b) = self.bar(&digest, size, self.verb) {
+                // Only blobs announced with `Start` (layers) get a bar; the
+                // config moves silently, as in Docker.
+                if let Some(b) = self.existing_bar(&digest) {
                     b.set_message(self.verb);
                     b.set_length(size.max(1));
                     b.set_position(done);

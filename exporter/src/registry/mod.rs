@@ -26,28 +26,19 @@ pub use credentials::{Credentials, DockerConfig};
 pub use ops::RawManifest;
 pub use progress::{NoProgress, Progress, ProgressEvent};
 
-/// Media types of manifests and indexes this client accepts and pushes.
+/// Media types of manifests and indexes this client accepts and pushes
+/// (the constants are the crate's, in [`crate::media`]).
 pub mod media {
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub use crate::media::{
+        DOCKER_MANIFEST, DOCKER_MANIFEST_LIST as DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, is_index,
+        is_manifest,
+    };
 
     /// The `Accept` header of a manifest GET: every type we can handle.
     pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
         application/vnd.docker.distribution.manifest.list.v2+json, \
         application/vnd.oci.image.manifest.v1+json, \
         application/vnd.docker.distribution.manifest.v2+json";
-
-    /// Whether `media_type` names an index (manifest list).
-    pub fn is_index(media_type: &str) -> bool {
-        media_type == OCI_INDEX || media_type == DOCKER_LIST
-    }
-
-    /// Whether `media_type` names a single-platform image manifest.
-    pub fn is_manifest(media_type: &str) -> bool {
-        media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
-    }
 
     /// Layers that registries must not receive (Windows foreign layers).
     pub fn is_non_distributable(media_type: &str) -> bool {
