@@ -1,11 +1,14 @@
 //! `rbuild check` and `rbuild debug parse`.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use miette::{IntoDiagnostic, WrapErr};
+use rbuild_parser::dockerignore::{PatternMatcher, load_for_build};
+use rbuild_parser::lint::{self, LintOptions};
 use rbuild_parser::{ParseError, Source, raw};
 
 #[derive(Debug, Args)]
@@ -13,9 +16,26 @@ pub struct CheckArgs {
     /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads stdin)
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
+    /// Set a build-time variable, as `docker build --build-arg` (`K` alone takes it from the environment)
+    #[arg(long = "build-arg", value_name = "K[=V]")]
+    pub build_args: Vec<String>,
+    /// Check only what building this stage needs
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
     /// Build context directory
     #[arg(default_value = ".")]
     pub context: PathBuf,
+}
+
+/// `--build-arg` values: `K=V`, or `K` alone taking V from the environment (skipped when unset).
+pub fn build_args(values: &[String]) -> BTreeMap<String, String> {
+    values
+        .iter()
+        .filter_map(|v| match v.split_once('=') {
+            Some((k, val)) => Some((k.to_string(), val.to_string())),
+            None => std::env::var(v).ok().map(|val| (v.clone(), val)),
+        })
+        .collect()
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,11 +86,31 @@ pub fn run_check(args: &CheckArgs) -> miette::Result<ExitCode> {
         Ok(f) => f,
         Err(e) => return Ok(report(&e)),
     };
-    let df = match rbuild_parser::parse(&file.name, &file.text) {
+    let src = Source::new(file.name, file.text);
+    let df = match rbuild_parser::parse_source(&src) {
         Ok(df) => df,
         Err(e) => return Ok(report(&e)),
     };
-    let warnings = df.warnings.clone();
+    let (_, patterns) = load_for_build(&args.context, &path)
+        .into_diagnostic()
+        .wrap_err("reading the .dockerignore file")?;
+    let ignore = PatternMatcher::new(&patterns)
+        .into_diagnostic()
+        .wrap_err("in the .dockerignore file")?;
+    let opts = LintOptions {
+        build_args: build_args(&args.build_args),
+        ignore: Some(&ignore),
+        target: args.target.clone(),
+    };
+    if let Some(target) = &args.target
+        && df.stage(target).is_none()
+    {
+        return Err(miette::miette!(
+            "target stage {target:?} could not be found in {}",
+            src.name()
+        ));
+    }
+    let warnings = lint::lint(&df, &src, &opts);
     for w in &warnings {
         eprint!("{}", w.render());
     }
@@ -79,7 +119,8 @@ pub fn run_check(args: &CheckArgs) -> miette::Result<ExitCode> {
         1 => eprintln!("Check complete, 1 warning has been found!"),
         n => eprintln!("Check complete, {n} warnings have been found!"),
     }
-    if df.check.error && !warnings.is_empty() {
+    if let Err(e) = lint::enforce(&df, &warnings) {
+        eprintln!("{e}");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

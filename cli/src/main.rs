@@ -55,8 +55,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            eprintln!("{}", error_text(&report));
             ExitCode::from(1)
         }
     }
+}
+
+/// Docker's one-line style, `Error: what: why`, with the cause chain folded in
+/// (a cause already quoted by its parent is not repeated).
+fn error_text(report: &miette::Report) -> String {
+    let mut text = format!("Error: {report}");
+    let mut source = report.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

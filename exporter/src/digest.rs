@@ -91,7 +91,10 @@ impl FromStr for Digest {
         if hex.len() != algorithm.hex_len() {
             return Err(err("wrong length for its algorithm"));
         }
-        if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(err("not lower-case hex"));
         }
         Ok(Digest {
@@ -180,7 +183,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "sha256", "md5:abcd", "sha256:abc", &EMPTY.to_uppercase()] {
+        for bad in [
+            "",
+            "sha256",
+            "md5:abcd",
+            "sha256:abc",
+            &EMPTY.to_uppercase(),
+        ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
         }
     }

@@ -30,9 +30,13 @@ pub use source::Source;
 
 /// Parses and validates a Dockerfile: `name` is used in diagnostics.
 pub fn parse(name: &str, text: &str) -> Result<Dockerfile, ParseError> {
-    let src = Source::new(name, text);
-    let raw = raw::parse(&src)?;
-    instructions::build(&src, raw)
+    parse_source(&Source::new(name, text))
+}
+
+/// [`parse`] for a [`Source`] the caller keeps (to lint it, or to locate later errors).
+pub fn parse_source(src: &Source) -> Result<Dockerfile, ParseError> {
+    let raw = raw::parse(src)?;
+    instructions::build(src, raw)
 }
 
 /// Decodes Dockerfile bytes: UTF-8 required; the error points at the first bad byte.
