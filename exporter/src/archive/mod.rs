@@ -5,7 +5,10 @@
 //! A docker-archive is written in the layout Docker 25+ uses, which older
 //! `docker load` reads too: the OCI layout (`oci-layout`, `index.json`,
 //! `blobs/sha256/…`, blobs exactly as stored so digests survive) plus
-//! `manifest.json` and `repositories` pointing into `blobs/`.
+//! `manifest.json` and `repositories` pointing into `blobs/`. Docker before
+//! 25 decompresses only gzip layers on load (checked against 20.10), so a
+//! zstd layer also goes in uncompressed, at its diff_id, and `manifest.json`
+//! names that one.
 //!
 //! Import reads a tar stream once (no seeking: stdin works), storing every
 //! blob as it goes, then decides: `index.json` + `oci-layout` means an OCI

@@ -11,7 +11,7 @@ use super::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::compose::to_json;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::Image;
+use crate::image::{Image, Layer};
 use crate::media;
 use crate::reference::Reference;
 use crate::store::Store;
@@ -150,31 +150,118 @@ fn oci_index(plan: &Plan) -> Result<Vec<u8>> {
     )
 }
 
-fn write_layout(store: &Store, plan: &Plan, sink: &mut dyn Sink) -> Result<()> {
+/// A blob of the archive that the store does not hold as such: a layer's
+/// uncompressed tar (at its diff_id), made from the stored compressed blob.
+struct PlainLayer {
+    /// The stored (zstd) blob.
+    source: Digest,
+    /// Length of the uncompressed tar.
+    size: u64,
+}
+
+/// Writes the OCI layout's blobs (the plan's, plus `plain` layers under
+/// their diff_ids, all in digest order) and `index.json`.
+fn write_layout(
+    store: &Store,
+    plan: &Plan,
+    plain: &BTreeMap<Digest, PlainLayer>,
+    sink: &mut dyn Sink,
+) -> Result<()> {
     sink.dir("blobs/")?;
-    let algs: BTreeSet<&str> = plan.blobs.iter().map(|d| d.algorithm().as_str()).collect();
+    let all: BTreeSet<&Digest> = plan.blobs.iter().chain(plain.keys()).collect();
+    let algs: BTreeSet<&str> = all.iter().map(|d| d.algorithm().as_str()).collect();
     for alg in algs {
         sink.dir(&format!("blobs/{alg}/"))?;
     }
-    for d in &plan.blobs {
-        let size = store.blob_size(d)?;
-        let mut f = store.open_blob(d)?;
-        sink.file(&blob_path(d), size, &mut f)?;
+    for d in all {
+        if plan.blobs.contains(d) {
+            let size = store.blob_size(d)?;
+            let mut f = store.open_blob(d)?;
+            sink.file(&blob_path(d), size, &mut f)?;
+        } else if let Some(p) = plain.get(d) {
+            let f = store.open_blob(&p.source)?;
+            let tar = media::decompress(f, Some(media::Compression::Zstd))
+                .map_err(|e| Error::io(blob_path(&p.source), e))?;
+            // Exactly the length the header was written with.
+            sink.file(&blob_path(d), p.size, &mut tar.take(p.size))?;
+        }
     }
     let index = oci_index(plan)?;
     sink.file("index.json", index.len() as u64, &mut &index[..])?;
     Ok(())
 }
 
+/// Whether `docker load` before Docker 25 can read a layer blob as stored:
+/// it decompresses gzip only (a zstd layer fails with "invalid tar header").
+fn docker_loadable(store: &Store, layer: &Layer) -> Result<bool> {
+    match layer.compression() {
+        Some(media::Compression::None | media::Compression::Gzip) => Ok(true),
+        Some(media::Compression::Zstd) => Ok(false),
+        None => {
+            // Unknown media type: the magic bytes decide.
+            let mut head = Vec::with_capacity(4);
+            store
+                .open_blob(&layer.digest)?
+                .take(4)
+                .read_to_end(&mut head)
+                .map_err(|e| Error::io(blob_path(&layer.digest), e))?;
+            Ok(media::Compression::from_magic(&head) != media::Compression::Zstd)
+        }
+    }
+}
+
+/// The uncompressed tar of a zstd `layer`: its length, checked against the
+/// layer's diff_id (one decompression pass; the write is a second one).
+fn plain_layer(store: &Store, layer: &Layer) -> Result<PlainLayer> {
+    let f = store.open_blob(&layer.digest)?;
+    let mut tar = media::decompress(f, Some(media::Compression::Zstd))
+        .map_err(|e| Error::io(blob_path(&layer.digest), e))?;
+    let mut hasher = layer.diff_id.hasher();
+    let size =
+        io::copy(&mut tar, &mut hasher).map_err(|e| Error::io(blob_path(&layer.digest), e))?;
+    let actual = hasher.finish();
+    if actual != layer.diff_id {
+        return Err(Error::DigestMismatch {
+            expected: layer.diff_id.clone(),
+            actual,
+        });
+    }
+    Ok(PlainLayer {
+        source: layer.digest.clone(),
+        size,
+    })
+}
+
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// `docker save`: a docker-archive of `images` to `out`.
+///
+/// `manifest.json` names the layer blobs the OCI manifests name, except
+/// zstd layers, which Docker before 25 cannot load: for those the archive
+/// also holds the uncompressed tar (at its diff_id) and `manifest.json`
+/// names that. The OCI view (`index.json`) keeps the stored blobs, so
+/// digests survive a round trip through rbuild or another OCI reader.
 pub fn save_docker_archive(store: &Store, images: &[ExportImage], out: impl Write) -> Result<()> {
     let plan = plan(store, images)?;
+    // Layers (by stored digest) that manifest.json names by diff_id instead.
+    let mut unloadable = BTreeSet::new();
+    let mut plain: BTreeMap<Digest, PlainLayer> = BTreeMap::new();
+    for (img, _) in &plan.images {
+        for l in &img.layers {
+            if unloadable.contains(&l.digest) || docker_loadable(store, l)? {
+                continue;
+            }
+            unloadable.insert(l.digest.clone());
+            // An uncompressed tar the plan already holds is written once.
+            if !plan.blobs.contains(&l.diff_id) && !plain.contains_key(&l.diff_id) {
+                plain.insert(l.diff_id.clone(), plain_layer(store, l)?);
+            }
+        }
+    }
     let mut sink = TarSink {
         builder: tar::Builder::new(out),
     };
-    write_layout(store, &plan, &mut sink)?;
+    write_layout(store, &plan, &plain, &mut sink)?;
     // manifest.json: one entry per image, its tags as docker prints them.
     let mut manifest = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -187,7 +274,17 @@ pub fn save_docker_archive(store: &Store, images: &[ExportImage], out: impl Writ
         manifest.push(json!({
             "Config": blob_path(&img.config_digest),
             "RepoTags": if tags.is_empty() { Value::Null } else { json!(tags) },
-            "Layers": img.layers.iter().map(|l| blob_path(&l.digest)).collect::<Vec<_>>(),
+            "Layers": img
+                .layers
+                .iter()
+                .map(|l| {
+                    blob_path(if unloadable.contains(&l.digest) {
+                        &l.diff_id
+                    } else {
+                        &l.digest
+                    })
+                })
+                .collect::<Vec<_>>(),
         }));
         if let Some(top) = img.chain_ids().last() {
             for n in names {
@@ -219,7 +316,7 @@ pub fn save_oci_archive(store: &Store, images: &[ExportImage], out: impl Write) 
     let mut sink = TarSink {
         builder: tar::Builder::new(out),
     };
-    write_layout(store, &plan, &mut sink)?;
+    write_layout(store, &plan, &BTreeMap::new(), &mut sink)?;
     sink.file("oci-layout", OCI_LAYOUT.len() as u64, &mut &OCI_LAYOUT[..])?;
     sink.builder
         .into_inner()
@@ -235,7 +332,7 @@ pub fn save_oci_dir(store: &Store, images: &[ExportImage], dir: &Path) -> Result
         root: dir.to_path_buf(),
     };
     sink.dir("")?;
-    write_layout(store, &plan, &mut sink)?;
+    write_layout(store, &plan, &BTreeMap::new(), &mut sink)?;
     let layout = dir.join("oci-layout");
     fs::write(&layout, OCI_LAYOUT).map_err(|e| Error::io(&layout, e))
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fixtures;
+mod peers;
 mod registry;
 mod registry_harness;
 mod store_formats;
