@@ -5,21 +5,7 @@
 
 use rbuild_parser::{Source, raw};
 
-use crate::{case_dirs, testdata};
-
-fn check(path: &std::path::Path, actual: &str, failures: &mut Vec<String>) {
-    if std::env::var_os("RBUILD_BLESS").is_some() {
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_default();
-    if expected != actual {
-        failures.push(format!(
-            "{}:\n--- expected\n{expected}\n--- got\n{actual}",
-            path.display()
-        ));
-    }
-}
+use crate::{case_dirs, compare_or_bless, testdata};
 
 #[test]
 fn raw_json_golden_files() {
@@ -30,7 +16,7 @@ fn raw_json_golden_files() {
         let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
         let parsed = raw::parse(&Source::new("Dockerfile", text)).unwrap();
         let json = serde_json::to_string_pretty(&parsed).unwrap() + "\n";
-        check(&dir.join("expected.json"), &json, &mut failures);
+        compare_or_bless(&dir.join("expected.json"), &json, &mut failures);
         // Every golden case also passes the typed layer.
         let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
         if let Err(e) = rbuild_parser::parse("Dockerfile", &text) {
@@ -49,7 +35,7 @@ fn error_golden_files() {
         let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
         match rbuild_parser::parse("Dockerfile", &text) {
             Ok(_) => failures.push(format!("{}: parsed without error", dir.display())),
-            Err(e) => check(&dir.join("expected.txt"), &e.render(), &mut failures),
+            Err(e) => compare_or_bless(&dir.join("expected.txt"), &e.render(), &mut failures),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

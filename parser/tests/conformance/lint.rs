@@ -7,21 +7,7 @@ use rbuild_parser::Source;
 use rbuild_parser::dockerignore::{PatternMatcher, parse_ignore_file};
 use rbuild_parser::lint::{LintOptions, RULES, lint};
 
-use crate::{case_dirs, corpora, testdata};
-
-fn check(path: &std::path::Path, actual: &str, failures: &mut Vec<String>) {
-    if std::env::var_os("RBUILD_BLESS").is_some() {
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_default();
-    if expected != actual {
-        failures.push(format!(
-            "{}:\n--- expected\n{expected}\n--- got\n{actual}",
-            path.display()
-        ));
-    }
-}
+use crate::{case_dirs, compare_or_bless, realworld_files, testdata};
 
 #[test]
 fn lint_golden_files() {
@@ -67,7 +53,7 @@ fn lint_golden_files() {
             failures.push(format!("{}: a skipped rule fired", dir.display()));
         }
         let rendered: Vec<String> = warnings.iter().map(|w| w.render()).collect();
-        check(
+        compare_or_bless(
             &dir.join("expected.txt"),
             &rendered.join("\n"),
             &mut failures,
@@ -78,14 +64,7 @@ fn lint_golden_files() {
 
 #[test]
 fn linting_realworld_dockerfiles_never_panics() {
-    let dir = corpora().join("realworld");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "MANIFEST.tsv"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 261, "corpus missing: {} files", files.len());
+    let files = realworld_files();
     let ignore = PatternMatcher::new(&["*.md", "**/secret*", "!README.md"]).unwrap();
     let mut linted = 0;
     let mut warnings = 0;
