@@ -2,16 +2,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod check;
+mod images;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs `rbuild` with `args` and an isolated root.
 pub fn rbuild(args: &[&str]) -> Output {
     let root = std::env::temp_dir().join(format!("rbuild-cli-test-{}", std::process::id()));
+    rbuild_at(&root, args)
+}
+
+/// Runs `rbuild` with `args` and the store root `root`.
+pub fn rbuild_at(root: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rbuild"))
         .args(args)
-        .env("RBUILD_ROOT", &root)
+        .env("RBUILD_ROOT", root)
         .output()
         .expect("rbuild runs")
 }
