@@ -1,0 +1,100 @@
+//! The crate's one error type. Every variant carries what it was working on (a path, a
+//! snapshot key, a user spec) so messages read without the call site.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Errors of the executor: snapshots, the sandbox, cgroups, user lookup and file ops.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filesystem operation failed on `path`.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A raw system call failed (mount, unshare, pivot_root, ...).
+    #[error("{op}: {source}")]
+    Sys {
+        op: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// Snapshot `key` does not exist.
+    #[error("snapshot {0:?} not found")]
+    SnapshotNotFound(String),
+    /// Snapshot `key` exists already.
+    #[error("snapshot {0:?} already exists")]
+    SnapshotExists(String),
+    /// The snapshot is of the wrong kind for the operation (e.g. committing a committed one).
+    #[error("snapshot {key:?} is {actual}, expected {expected}")]
+    SnapshotKind {
+        key: String,
+        actual: &'static str,
+        expected: &'static str,
+    },
+    /// The snapshot still has children and cannot be removed.
+    #[error("snapshot {0:?} has dependent snapshots")]
+    SnapshotInUse(String),
+    /// A snapshot's metadata file cannot be read or written.
+    #[error("snapshot metadata {}: {source}", path.display())]
+    Metadata {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A snapshot key that cannot be used (empty, too long).
+    #[error("invalid snapshot key {0:?}")]
+    InvalidKey(String),
+    /// `USER` names a user or group not present in the rootfs.
+    #[error("unable to find user {spec}: {reason}")]
+    User { spec: String, reason: String },
+    /// The process spec is not runnable (empty argv, relative rootfs, bad mount).
+    #[error("invalid process spec: {0}")]
+    InvalidSpec(String),
+    /// Creating, configuring or removing a cgroup failed.
+    #[error("cgroup {}: {source}", path.display())]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The sandbox init failed before the user's command started.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Io`] for `op` on `path`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::Sys`] for syscall `op`.
+    pub fn sys(op: impl Into<String>, source: nix::errno::Errno) -> Self {
+        Error::Sys {
+            op: op.into(),
+            source,
+        }
+    }
+}
+
+/// Adds the operation and path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(op, path, e))
+    }
+}
