@@ -125,12 +125,12 @@ pub enum SystemCommand {
     },
 }
 
-fn open_store(global: &crate::GlobalOpts) -> miette::Result<Store> {
+pub(crate) fn open_store(global: &crate::GlobalOpts) -> miette::Result<Store> {
     let root = rbuild_exporter::root::resolve_root(global.root.as_deref()).map_err(err)?;
     Store::open(&root).map_err(err)
 }
 
-fn err(e: rbuild_exporter::Error) -> miette::Report {
+pub(crate) fn err(e: rbuild_exporter::Error) -> miette::Report {
     miette!("{e}")
 }
 

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod check;
 mod images;
+mod import;
 mod registry_cmds;
 
 /// Build, run and ship OCI images from Dockerfiles, without a daemon.
@@ -37,6 +38,8 @@ enum Command {
     /// Tools for developers and conformance tests
     #[command(subcommand)]
     Debug(check::DebugCommand),
+    /// Create an image from a filesystem tarball (as `docker import`)
+    Import(import::ImportArgs),
     // Subcommand groups of other modules are flattened in below this line.
     #[command(flatten)]
     Registry(registry_cmds::RegistryCommand),
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Debug(cmd) => check::run_debug(&cmd),
         Command::Registry(cmd) => registry_cmds::run(cmd, &cli.global),
         Command::Image(cmd) => images::run(cmd, &cli.global),
+        Command::Import(args) => import::run(&args, &cli.global),
     };
     match result {
         Ok(code) => code,
