@@ -3,6 +3,7 @@
 
 mod check;
 mod images;
+mod import;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
