@@ -49,6 +49,11 @@ pub enum Error {
     },
     #[error("{0}")]
     Conflict(String),
+    #[error("{what} needs root: {reason}")]
+    NeedsRoot { what: String, reason: String },
+    /// A file of a directory tree that cannot go into a layer as it is.
+    #[error("{path}: cannot be put in a layer: {reason}")]
+    LayerSource { path: PathBuf, reason: String },
     // -- registry side: client, auth, credentials, pull, push --
     /// A registry answered with an error status; `detail` is ": CODE: message" from its body (or empty).
     #[error("{op}: {status}{detail}")]

@@ -15,6 +15,7 @@ pub mod compose;
 pub mod gc;
 pub mod image;
 pub mod images;
+pub mod layer;
 pub mod lock;
 pub mod media;
 pub mod reference;
@@ -22,6 +23,7 @@ pub mod root;
 pub mod snapshots;
 pub mod store;
 pub mod unpack;
+pub mod xattrs;
 
 pub use store::{BlobWriter, Lease, Store};
 

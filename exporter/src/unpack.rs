@@ -11,6 +11,19 @@
 //!   links to outside are refused with an error naming the entry. Symlinks
 //!   met while resolving a path are followed *inside* the root (an absolute
 //!   target means root-relative), as a container would see them.
+//!
+//! Two modes ([`UnpackMode`]):
+//! - `Merge` (the default, [`unpack_layer`]): apply the layer onto a
+//!   directory holding the layers below it; whiteouts delete.
+//! - `OverlayLower`: unpack ONE layer into an empty directory that becomes an
+//!   overlayfs lowerdir; whiteouts become overlayfs ones: `.wh.NAME` a
+//!   character device 0:0 named NAME, `.wh..wh..opq` the xattr
+//!   `trusted.overlay.opaque=y` on its directory. Needs root (mknod, the
+//!   `trusted.` namespace).
+//!
+//! In both modes xattrs are applied as root (files, directories, links,
+//! devices) except overlayfs' own (`trusted.overlay.*`, `user.overlay.*`),
+//! which a layer must never be able to plant on a snapshot.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -26,6 +39,20 @@ use crate::media::{Compression, decompress};
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 const MAX_SYMLINK_HOPS: u32 = 40;
+
+/// Where a layer goes; see the module docs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UnpackMode {
+    /// Onto the merged tree of the layers below: whiteouts delete.
+    #[default]
+    Merge,
+    /// Into an empty directory used as an overlayfs lowerdir: whiteouts
+    /// become overlayfs whiteouts (char device 0:0, opaque xattr). Root only.
+    OverlayLower,
+}
+
+/// The xattr overlayfs reads to see a directory as opaque.
+pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// What an unpack did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,17 +70,51 @@ pub fn unpack_layer(
     compression: Option<Compression>,
     dest: &Path,
 ) -> Result<UnpackStats> {
+    unpack_layer_with(reader, compression, dest, UnpackMode::Merge)
+}
+
+/// Unpacks a (possibly compressed) layer into `dest` in the given mode.
+/// `OverlayLower` wants `dest` empty (it is created if missing) and root.
+pub fn unpack_layer_with(
+    reader: impl Read,
+    compression: Option<Compression>,
+    dest: &Path,
+    mode: UnpackMode,
+) -> Result<UnpackStats> {
     let is_root = rustix::process::geteuid().is_root();
+    if mode == UnpackMode::OverlayLower {
+        if !is_root {
+            return Err(Error::NeedsRoot {
+                what: format!(
+                    "unpacking a layer as an overlayfs lowerdir into {}",
+                    dest.display()
+                ),
+                reason: "whiteouts are character devices 0:0 (mknod) and opaque \
+                         directories carry a trusted.overlay.* xattr"
+                    .into(),
+            });
+        }
+        fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+        let mut children = fs::read_dir(dest).map_err(|e| Error::io(dest, e))?;
+        if children.next().is_some() {
+            return Err(Error::InvalidImage {
+                what: dest.display().to_string(),
+                reason: "an overlayfs lowerdir unpack needs an empty directory".into(),
+            });
+        }
+    }
     let stream = decompress(reader, compression).map_err(|e| Error::io(dest, e))?;
     let mut archive = tar::Archive::new(stream);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_preserve_ownerships(is_root);
-    archive.set_unpack_xattrs(is_root);
+    // Applied by us, filtered (see `apply_xattrs`).
+    archive.set_unpack_xattrs(false);
     archive.set_overwrite(true);
     let mut u = Unpacker {
         root: dest.to_path_buf(),
         is_root,
+        mode,
         created: HashSet::new(),
         dirs: Vec::new(),
         stats: UnpackStats::default(),
@@ -70,6 +131,7 @@ pub fn unpack_layer(
 struct Unpacker {
     root: PathBuf,
     is_root: bool,
+    mode: UnpackMode,
     /// Paths (relative) this layer created: whiteouts never delete those.
     created: HashSet<PathBuf>,
     /// Directories whose mode and mtime are applied at the end, deepest first.
@@ -124,6 +186,10 @@ impl Unpacker {
 
         if name_str == OPAQUE_WHITEOUT {
             self.stats.whiteouts += 1;
+            if self.mode == UnpackMode::OverlayLower {
+                let dir_abs = self.root.join(&parent);
+                return crate::xattrs::set(&dir_abs, OVERLAY_OPAQUE_XATTR.as_bytes(), b"y");
+            }
             let dir_abs = self.root.join(&parent);
             let children = fs::read_dir(&dir_abs).map_err(|e| Error::io(&dir_abs, e))?;
             for child in children {
@@ -141,6 +207,13 @@ impl Unpacker {
                 return Err(unsafe_entry(&shown, "malformed whiteout"));
             }
             let rel = rel_parent.join(target);
+            if self.mode == UnpackMode::OverlayLower {
+                // Same-layer content wins over a whiteout of the same name.
+                if !self.created.contains(&rel) {
+                    self.overlay_whiteout(&self.root.join(&parent).join(target))?;
+                }
+                return Ok(());
+            }
             if !self.created.contains(&rel) {
                 remove_any(&self.root.join(&parent).join(target))?;
             }
@@ -165,6 +238,7 @@ impl Unpacker {
             set_mode(&dst, 0o700 | (mode & 0o7777))?;
             if self.is_root {
                 chown(entry.header(), &dst)?;
+                apply_xattrs(entry, &dst)?;
             }
             self.dirs.push((dst, mode, mtime));
             self.created.insert(rel);
@@ -205,18 +279,53 @@ impl Unpacker {
             }
             fs::hard_link(&src, &dst).map_err(|e| Error::io(&dst, e))?;
         } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
-            self.mknod(entry, &dst, &shown)?;
+            if self.mknod(entry, &dst, &shown)? && self.is_root {
+                apply_xattrs(entry, &dst)?;
+            }
         } else {
             // Regular files (and unknown types, as POSIX says), symlinks.
             entry
                 .unpack(&dst)
                 .map_err(|e| Error::io(&dst, io::Error::other(format!("{shown}: {e}"))))?;
+            if self.is_root {
+                apply_xattrs(entry, &dst)?;
+            }
         }
         self.created.insert(rel);
         Ok(())
     }
 
-    fn mknod<R: Read>(&mut self, entry: &tar::Entry<'_, R>, dst: &Path, shown: &str) -> Result<()> {
+    /// An overlayfs whiteout: a character device 0:0, mode 0, owned by root.
+    fn overlay_whiteout(&self, path: &Path) -> Result<()> {
+        use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
+        if let Ok(m) = fs::symlink_metadata(path) {
+            // Only an earlier whiteout of the same name can be there.
+            if !m.is_dir() {
+                fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+            }
+        }
+        mknodat(
+            CWD,
+            path,
+            FileType::CharacterDevice,
+            Mode::empty(),
+            makedev(0, 0),
+        )
+        .map_err(|e| {
+            Error::io(
+                path,
+                io::Error::other(format!("mknod overlayfs whiteout: {e}")),
+            )
+        })
+    }
+
+    /// Creates a fifo or device node; `false` when skipped (devices, not root).
+    fn mknod<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        dst: &Path,
+        shown: &str,
+    ) -> Result<bool> {
         use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
         let h = entry.header();
         let kind = h.entry_type();
@@ -241,7 +350,7 @@ impl Unpacker {
                     && (e == rustix::io::Errno::PERM || e == rustix::io::Errno::ACCESS) =>
             {
                 self.stats.skipped_devices += 1;
-                return Ok(());
+                return Ok(false);
             }
             Err(e) => {
                 return Err(Error::io(
@@ -253,7 +362,8 @@ impl Unpacker {
         if self.is_root {
             chown(h, dst)?;
         }
-        set_mode(dst, mode)
+        set_mode(dst, mode)?;
+        Ok(true)
     }
 
     /// Resolves directory components under the root, following symlinks
@@ -342,6 +452,35 @@ impl Unpacker {
         }
         Ok(())
     }
+}
+
+/// Applies the entry's `SCHILY.xattr.*` PAX records to `path` (after chown,
+/// which would clear `security.capability`), except overlayfs' own. An
+/// xattr the filesystem does not support (ENOTSUP, or EPERM for `user.*` on
+/// a symlink) is skipped rather than failing the whole unpack.
+fn apply_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, path: &Path) -> Result<()> {
+    use rustix::io::Errno;
+    const PREFIX: &[u8] = b"SCHILY.xattr.";
+    let Ok(Some(exts)) = entry.pax_extensions() else {
+        return Ok(());
+    };
+    let mut attrs = Vec::new();
+    for ext in exts.flatten() {
+        if let Some(name) = ext.key_bytes().strip_prefix(PREFIX) {
+            if !name.is_empty() && !crate::xattrs::is_overlay_xattr(name) {
+                attrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    for (name, value) in attrs {
+        match crate::xattrs::set_raw(path, &name, &value) {
+            Ok(()) => {}
+            Err(Errno::NOTSUP) => {}
+            Err(Errno::PERM) if name.starts_with(b"user.") => {}
+            Err(e) => return Err(crate::xattrs::errno_error(path, "lsetxattr", &name, e)),
+        }
+    }
+    Ok(())
 }
 
 fn chown(h: &tar::Header, path: &Path) -> Result<()> {

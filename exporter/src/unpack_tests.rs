@@ -326,3 +326,123 @@ fn long_names_and_compressions() {
         assert_eq!(fs::read(dir.path().join(&long)).unwrap(), b"long");
     }
 }
+
+fn overlay_unpack(tar: &[u8], dest: &Path) -> Result<UnpackStats> {
+    unpack_layer_with(tar, None, dest, UnpackMode::OverlayLower)
+}
+
+/// Appends PAX xattr records for the next entry.
+fn xattrs(t: &mut Tar, attrs: &[(&str, &[u8])]) {
+    let recs: Vec<(String, &[u8])> = attrs
+        .iter()
+        .map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v))
+        .collect();
+    t.0.append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), *v)))
+        .unwrap();
+}
+
+#[test]
+fn overlay_lower_mode_makes_overlayfs_whiteouts() {
+    use std::os::unix::fs::FileTypeExt;
+    if !rustix::process::geteuid().is_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = overlay_unpack(&Tar::new().file("x", b"").bytes(), dir.path()).unwrap_err();
+        assert!(matches!(err, Error::NeedsRoot { .. }), "{err}");
+        eprintln!("skipped the rest: overlayfs whiteouts need root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = &dir.path().join("lower");
+    let mut t = Tar::new();
+    t.file(".wh.gone", b"")
+        .dir("cache/")
+        .file("cache/.wh..wh..opq", b"")
+        .file("cache/new", b"n")
+        .file("same", b"content wins")
+        .file(".wh.same", b"")
+        .file("deep/er/.wh.x", b"");
+    xattrs(
+        &mut t,
+        &[
+            ("user.keep", b"1"),
+            ("trusted.overlay.redirect", b"/etc"),
+            ("trusted.overlay.opaque", b"y"),
+        ],
+    );
+    t.dir("attrs/");
+    xattrs(&mut t, &[("user.file", b"f\0v"), ("trusted.rbuild", b"t")]);
+    t.file("attrs/file", b"x")
+        .hardlink("attrs/link", "attrs/file")
+        .symlink("attrs/sym", "file");
+    let stats = overlay_unpack(&t.bytes(), root).unwrap();
+    assert_eq!(stats.whiteouts, 4);
+
+    for wh in ["gone", "deep/er/x"] {
+        let m = fs::symlink_metadata(root.join(wh)).unwrap();
+        assert!(m.file_type().is_char_device(), "{wh}");
+        assert_eq!(m.rdev(), rustix::fs::makedev(0, 0), "{wh}");
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 0, 0), "{wh}");
+    }
+    assert!(!root.join(".wh.gone").exists());
+    assert!(!root.join("cache/.wh..wh..opq").exists());
+    let get = |p: &str, n: &str| crate::xattrs::get(&root.join(p), n.as_bytes()).unwrap();
+    assert_eq!(
+        get("cache", "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert_eq!(fs::read(root.join("cache/new")).unwrap(), b"n");
+    assert_eq!(fs::read(root.join("same")).unwrap(), b"content wins");
+    // A layer cannot plant overlayfs' own xattrs; others are kept, on dirs too.
+    assert_eq!(get("attrs", "user.keep").as_deref(), Some(&b"1"[..]));
+    assert_eq!(get("attrs", "trusted.overlay.redirect"), None);
+    assert_eq!(get("attrs", "trusted.overlay.opaque"), None);
+    assert_eq!(
+        get("attrs/file", "user.file").as_deref(),
+        Some(&b"f\0v"[..])
+    );
+    let a = fs::metadata(root.join("attrs/file")).unwrap();
+    assert_eq!(
+        a.ino(),
+        fs::metadata(root.join("attrs/link")).unwrap().ino()
+    );
+    assert_eq!(
+        fs::read_link(root.join("attrs/sym")).unwrap(),
+        Path::new("file")
+    );
+
+    // Only into an empty directory; escapes are refused as in merge mode.
+    let err = overlay_unpack(&Tar::new().file("y", b"").bytes(), root).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    let other = dir.path().join("other");
+    let err = overlay_unpack(&Tar::new().file("../evil", b"").bytes(), &other).unwrap_err();
+    assert!(matches!(err, Error::UnsafeEntry { .. }), "{err}");
+    let err = overlay_unpack(
+        &Tar::new().file("../.wh.evil", b"").bytes(),
+        &dir.path().join("o2"),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::UnsafeEntry { .. }), "{err}");
+    assert!(!dir.path().join("evil").exists());
+}
+
+#[test]
+fn merge_mode_applies_xattrs_without_overlay_ones() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: xattrs are applied as root only");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tar::new();
+    xattrs(
+        &mut t,
+        &[("user.d", b"1"), ("trusted.overlay.opaque", b"y")],
+    );
+    t.dir("d/");
+    xattrs(&mut t, &[("user.f", b"2")]);
+    t.file("d/f", b"x");
+    unpack(&t.bytes(), dir.path()).unwrap();
+    let get = |p: &str, n: &str| crate::xattrs::get(&dir.path().join(p), n.as_bytes()).unwrap();
+    assert_eq!(get("d", "user.d").as_deref(), Some(&b"1"[..]));
+    assert_eq!(get("d", "trusted.overlay.opaque"), None);
+    assert_eq!(get("d/f", "user.f").as_deref(), Some(&b"2"[..]));
+}
