@@ -49,7 +49,7 @@ pub enum Error {
     #[error("invalid snapshot key {0:?}")]
     InvalidKey(String),
     /// `USER` names a user or group not present in the rootfs.
-    #[error("unable to find user {spec}: {reason}")]
+    #[error("user {spec:?}: {reason}")]
     User { spec: String, reason: String },
     /// The process spec is not runnable (empty argv, relative rootfs, bad mount).
     #[error("invalid process spec: {0}")]

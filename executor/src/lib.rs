@@ -3,6 +3,19 @@
 //! containers, and the diff of a step's upper directory. All `unsafe` code and
 //! raw syscalls of the project live in this crate's `sys` module.
 
+pub mod cgroup;
+pub mod context;
 pub mod error;
+pub mod fileop;
+pub mod sandbox;
+mod sandbox_init;
+mod sandbox_rootfs;
+pub mod snapshot;
+mod snapshot_fs;
+mod sys;
+pub mod user;
 
 pub use error::{Error, Result};
+pub use sandbox::{ExitStatus, MountSpec, NetworkMode, ProcessSpec, RunOptions, Stdio, run};
+pub use sandbox_init::sandbox_init_entry;
+pub use snapshot::{Mounts, Snapshotter};

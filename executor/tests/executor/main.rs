@@ -1,4 +1,7 @@
 //! The executor's one integration-test binary. Modules: snapshot, sandbox (root only; they
 //! print `skipped: ...` and pass otherwise).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
+mod sandbox;

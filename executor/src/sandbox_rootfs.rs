@@ -1,0 +1,244 @@
+//! The container's root filesystem, built by the sandbox init inside its new mount
+//! namespace (after runc's `rootfs_linux.go`, written anew):
+//!
+//! 1. every mount private; the rootfs bound onto itself (pivot_root needs a mount point);
+//! 2. fresh `/proc`, a tmpfs `/dev` with `null zero full random urandom tty`, `/dev/pts`
+//!    (newinstance) + `/dev/ptmx`, `/dev/shm`, `/dev/mqueue`, the `fd`/`stdin`/... links,
+//!    read-only `/sys`;
+//! 3. tmpfs and bind mounts (generated `/etc` files, `--mount` binds) on targets resolved
+//!    inside the rootfs ([`secure_join`]), so a symlinked target cannot point at the host;
+//! 4. `pivot_root` onto the rootfs and lazy unmount of the old root;
+//! 5. Docker's masked paths (`/dev/null` over files, empty read-only tmpfs over dirs) and
+//!    read-only `/proc` entries.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::sandbox::{InitSpec, MountSpec};
+use crate::sys::{self, MountFlags as M};
+
+/// Docker's masked paths.
+const MASKED: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's read-only `/proc` entries.
+const READONLY: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn real_dir(root: &Path, name: &str) -> Result<PathBuf> {
+    let p = root.join(name);
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => Ok(p),
+        Ok(_) => Err(Error::Sandbox(format!(
+            "/{name} in the rootfs is not a directory"
+        ))),
+        Err(e) => Err(Error::io("stat", p, e)),
+    }
+}
+
+/// Resolves `path` inside `root` the way the container will see it: symlinks are followed
+/// relative to `root` (absolute ones restart at `root`) and `..` never climbs above it, so a
+/// mount target cannot point at the host (after `filepath-securejoin`).
+pub(crate) fn secure_join(root: &Path, path: &str) -> Result<PathBuf> {
+    let mut pending: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut cur: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = pending.pop() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let candidate = root.join(cur.join("/")).join(&c);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(Error::Sandbox(format!(
+                        "too many symlinks resolving {path}"
+                    )));
+                }
+                let target = std::fs::read_link(&candidate)
+                    .map_err(|e| Error::io("readlink", &candidate, e))?;
+                let t = target.to_string_lossy();
+                if t.starts_with('/') {
+                    cur.clear();
+                }
+                for part in t.split('/').filter(|p| !p.is_empty() && *p != ".").rev() {
+                    pending.push(part.to_string());
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    Ok(root.join(cur.join("/")))
+}
+
+/// Builds the root filesystem and pivots into it.
+pub(crate) fn setup(spec: &InitSpec) -> Result<()> {
+    let rootfs = spec.process.rootfs.as_path();
+    sys::make_mounts_private()?;
+    sys::bind_mount(rootfs, rootfs, true, false)?;
+
+    let proc_dir = real_dir(rootfs, "proc")?;
+    sys::mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
+        None,
+    )?;
+    setup_dev(&real_dir(rootfs, "dev")?)?;
+    let sys_dir = real_dir(rootfs, "sys")?;
+    let ro = M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC | M::MS_RDONLY;
+    if sys::mount(Some("sysfs"), &sys_dir, Some("sysfs"), ro, None).is_err() {
+        // Not permitted for the host network namespace on some kernels: a read-only
+        // recursive bind of the host's /sys instead.
+        sys::bind_mount(Path::new("/sys"), &sys_dir, true, true)?;
+    }
+
+    let mut binds: Vec<(&Path, &str, bool)> = spec
+        .etc_sources
+        .iter()
+        .map(|(s, t)| (s.as_path(), t.as_str(), true))
+        .collect();
+    for m in &spec.process.mounts {
+        match m {
+            MountSpec::Bind {
+                source,
+                target,
+                readonly,
+            } => binds.push((source.as_path(), target.as_str(), *readonly)),
+            MountSpec::Tmpfs { target, size_bytes } => {
+                let data = match size_bytes {
+                    Some(s) => format!("mode=755,size={s}"),
+                    None => "mode=755".to_string(),
+                };
+                sys::mount(
+                    Some("tmpfs"),
+                    &secure_join(rootfs, target)?,
+                    Some("tmpfs"),
+                    M::MS_NOSUID | M::MS_NODEV,
+                    Some(&data),
+                )?;
+            }
+        }
+    }
+    for (source, target, readonly) in binds {
+        let target = secure_join(rootfs, target)?;
+        sys::bind_mount(source, &target, true, false)?;
+        if readonly {
+            sys::remount_readonly(&target, M::empty())?;
+        }
+    }
+
+    sys::pivot_root(rootfs)?;
+    mask_paths()
+}
+
+fn setup_dev(dev: &Path) -> Result<()> {
+    sys::mount(
+        Some("tmpfs"),
+        dev,
+        Some("tmpfs"),
+        M::MS_NOSUID | M::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        let p = dev.join(name);
+        sys::mknod_char(&p, major, minor, 0o666)?;
+        // mknod honours the umask; make the mode exact.
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .map_err(|e| Error::io("chmod", &p, e))?;
+    }
+    for d in ["pts", "shm", "mqueue"] {
+        let p = dev.join(d);
+        std::fs::create_dir(&p).map_err(|e| Error::io("mkdir", &p, e))?;
+    }
+    sys::mount(
+        Some("devpts"),
+        &dev.join("pts"),
+        Some("devpts"),
+        M::MS_NOSUID | M::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    sys::mount(
+        Some("shm"),
+        &dev.join("shm"),
+        Some("tmpfs"),
+        M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )?;
+    // Needs the new IPC namespace; not essential.
+    let _ = sys::mount(
+        Some("mqueue"),
+        &dev.join("mqueue"),
+        Some("mqueue"),
+        M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
+        None,
+    );
+    for (name, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
+        let p = dev.join(name);
+        std::os::unix::fs::symlink(target, &p).map_err(|e| Error::io("symlink", &p, e))?;
+    }
+    Ok(())
+}
+
+fn mask_paths() -> Result<()> {
+    for path in MASKED {
+        let p = Path::new(path);
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => sys::mount(
+                Some("tmpfs"),
+                p,
+                Some("tmpfs"),
+                M::MS_RDONLY | M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
+                Some("size=0"),
+            )?,
+            Ok(_) => sys::bind_mount(Path::new("/dev/null"), p, false, false)?,
+            Err(_) => {}
+        }
+    }
+    for path in READONLY {
+        let p = Path::new(path);
+        if std::fs::symlink_metadata(p).is_ok() {
+            sys::bind_mount(p, p, true, false)?;
+            sys::remount_readonly(p, M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC)?;
+        }
+    }
+    Ok(())
+}
