@@ -52,6 +52,10 @@ pub struct BaseRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
     pub key: CacheKey,
+    /// A step identity that survives edits of the step's command, so two builds' records
+    /// can be matched: `stage@line:col` for Dockerfile steps, the reference for images,
+    /// the selection for contexts.
+    pub id: String,
     /// The step name (`[build 3/5] RUN make`).
     pub step: String,
     pub stage: Option<String>,
@@ -254,10 +258,12 @@ pub fn compute_keys(
             }),
             _ => None,
         };
+        let step_id = step_identity(v);
         out.insert(
             id,
             KeyRecord {
                 key,
+                id: step_id,
                 step: v.name.clone(),
                 stage: v.stage.clone(),
                 kind: v.op.kind().to_string(),
@@ -272,6 +278,54 @@ pub fn compute_keys(
         );
     }
     out
+}
+
+/// See [`KeyRecord::id`].
+fn step_identity(v: &crate::graph::Vertex) -> String {
+    match &v.op {
+        Op::Image {
+            reference,
+            platform,
+            ..
+        } => format!("image {reference} {platform}"),
+        Op::Context(sel) => format!(
+            "context {} [{}] exclude [{}]",
+            sel.name,
+            sel.include.join(" "),
+            sel.exclude.join(" ")
+        ),
+        op => {
+            let Some(loc) = &v.location else {
+                return v.name.clone();
+            };
+            let mut id = format!(
+                "{}@{}:{}",
+                v.stage.as_deref().unwrap_or(""),
+                loc.span.start.line,
+                loc.span.start.column
+            );
+            if let Op::File(spec) = op
+                && spec.base.is_none()
+                && let Some(FileAction::Mkfile { path, .. }) = spec.actions.first()
+            {
+                id.push_str(&format!(" inline {path}"));
+            }
+            if v.name.contains("] ONBUILD ") {
+                // Triggers all point at the FROM line: keep their position too.
+                id.push(' ');
+                id.push_str(v.name.split(']').next().unwrap_or(""));
+            }
+            id
+        }
+    }
+}
+
+/// The bracketed position of a step name (`[build 3/5]`), if any.
+fn position(step: &str) -> Option<&str> {
+    step.starts_with('[')
+        .then(|| step.split_once(']').map(|(p, _)| p))
+        .flatten()
+        .filter(|p| p.contains('/'))
 }
 
 /// Why `new`'s key differs from `old`'s (empty when the keys are equal).
@@ -403,20 +457,32 @@ pub struct Explanation {
     pub reasons: Vec<Reason>,
 }
 
-/// Compares two builds' records (matched by step name): for every step of `new` whose
-/// key is not among `old`'s, why. Steps with a known key are left out.
+/// Compares two builds' records: for every step of `new` whose key is not among
+/// `old`'s, why. Steps are matched by [`KeyRecord::id`], then by name, then by their
+/// `[stage i/n]` position; a step with no match is [`Reason::New`].
 pub fn explain(old: &[KeyRecord], new: &[KeyRecord]) -> Vec<Explanation> {
+    let by_id: HashMap<&str, &KeyRecord> = old.iter().map(|r| (r.id.as_str(), r)).collect();
     let by_step: HashMap<&str, &KeyRecord> = old.iter().map(|r| (r.step.as_str(), r)).collect();
+    let by_position: HashMap<&str, &KeyRecord> = old
+        .iter()
+        .filter_map(|r| position(&r.step).map(|p| (p, r)))
+        .collect();
     let known: BTreeSet<&CacheKey> = old.iter().map(|r| &r.key).collect();
     new.iter()
         .filter(|r| !known.contains(&r.key))
-        .map(|r| Explanation {
-            step: r.step.clone(),
-            key: r.key.clone(),
-            reasons: match by_step.get(r.step.as_str()) {
-                Some(o) => diff(o, r),
-                None => vec![Reason::New],
-            },
+        .map(|r| {
+            let previous = by_id
+                .get(r.id.as_str())
+                .or_else(|| by_step.get(r.step.as_str()))
+                .or_else(|| position(&r.step).and_then(|p| by_position.get(p)));
+            Explanation {
+                step: r.step.clone(),
+                key: r.key.clone(),
+                reasons: match previous {
+                    Some(o) => diff(o, r),
+                    None => vec![Reason::New],
+                },
+            }
         })
         .collect()
 }

@@ -331,14 +331,21 @@ impl<'a> Lowering<'a> {
         Ok(inst)
     }
 
-    /// The stages and images stage `i` reads (besides its base).
-    fn sources(&self, i: usize) -> Result<Vec<Source>, Error> {
+    /// The stages and images stage `i` reads (besides its base), with the location of
+    /// the instruction reading each.
+    fn sources(&self, i: usize) -> Result<Vec<(Source, Location)>, Error> {
         let mut out = Vec::new();
-        let triggers = self.triggers(i)?;
-        for inst in triggers.iter().chain(&self.df.stages[i].instructions) {
+        for trigger in self.triggers(i)? {
+            for from in from_refs(&trigger) {
+                if let Some(s) = self.source_for(&from, true) {
+                    out.push((s, self.plans[i].location.clone()));
+                }
+            }
+        }
+        for inst in &self.df.stages[i].instructions {
             for from in from_refs(inst) {
                 if let Some(s) = self.source_for(&from, true) {
-                    out.push(s);
+                    out.push((s, instruction_location(&self.df.file, inst)));
                 }
             }
         }
@@ -380,7 +387,7 @@ impl<'a> Lowering<'a> {
             if let Base::Stage(j) = self.plans[i].base {
                 todo.push(j);
             }
-            for s in self.sources(i)? {
+            for (s, _) in self.sources(i)? {
                 if let Source::Stage(j) = s {
                     todo.push(j);
                 }
@@ -401,13 +408,9 @@ impl<'a> Lowering<'a> {
                         self.plans[i].location.clone(),
                     ));
                 }
-                for s in self.sources(i)? {
+                for (s, location) in self.sources(i)? {
                     if let Source::Image(r) = s {
-                        wanted.push((
-                            r,
-                            self.opts.target_platform.clone(),
-                            self.plans[i].location.clone(),
-                        ));
+                        wanted.push((r, self.opts.target_platform.clone(), location));
                     }
                 }
             }

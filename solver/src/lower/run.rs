@@ -99,8 +99,11 @@ impl Lowering<'_> {
             };
             let m = Mount::parse(value, Some(&expander))
                 .map_err(|e| err(format!("invalid --mount: {e}")))?;
-            let index = mounts.len();
-            mounts.push(self.lower_mount(st, inst, &m, index, &mut inputs)?);
+            let ssh_index = mounts
+                .iter()
+                .filter(|x: &&ExecMount| matches!(x.kind, MountKind::Ssh { .. }))
+                .count();
+            mounts.push(self.lower_mount(st, inst, &m, ssh_index, &mut inputs)?);
         }
 
         let env: BTreeMap<String, String> = st.env.vars().clone();
