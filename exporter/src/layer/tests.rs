@@ -665,3 +665,89 @@ fn real_overlayfs_export_and_lower_unpack() {
     let view = Overlay::mount(&[&lower2, &lower1], None, &p("view")).unwrap();
     assert_eq!(describe(&view.0), expected);
 }
+
+/// Go's compress/gzip and archive/tar (what docker, containerd and skopeo
+/// read layers with) accept the blob as ONE gzip member and see our entries.
+#[test]
+fn go_reads_the_layer() {
+    if !have("go") {
+        eprintln!("skipped: go not installed");
+        return;
+    }
+    const PROG: &str = r#"package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	f, err := os.Open(os.Args[1])
+	if err != nil {
+		panic(err)
+	}
+	br := bufio.NewReader(f)
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		panic(err)
+	}
+	zr.Multistream(false)
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			panic(err)
+		}
+		n, err := io.Copy(io.Discard, tr)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("%s %c %d %s %v\n", h.Name, h.Typeflag, n, h.Linkname, h.PAXRecords)
+	}
+	if _, err := io.Copy(io.Discard, zr); err != nil {
+		panic(err)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		panic("data after the first gzip member")
+	}
+}
+"#;
+    let (_sd, s) = store();
+    let d = tempfile::tempdir().unwrap();
+    sample_tree(d.path());
+    fs::write(d.path().join("big"), vec![b'q'; 2 * pgzip::CHUNK + 1]).unwrap();
+    let l = write_layer(&s, d.path(), &LayerOptions::default()).unwrap();
+    let progdir = tempfile::tempdir().unwrap();
+    let prog = progdir.path().join("gzcheck.go");
+    fs::write(&prog, PROG).unwrap();
+    let out = Command::new("go")
+        .arg("run")
+        .arg(&prog)
+        .arg(s.blob_path(&l.digest))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GO111MODULE", "off")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert!(listing.contains("big 0 2097153"), "{listing}");
+    assert!(
+        listing.contains("usr/bin/tool-link 1 0 usr/bin/tool"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("etc/hostname 0 4  map[SCHILY.xattr.user.rbuild.test:v\x00bin]"),
+        "{listing}"
+    );
+}
