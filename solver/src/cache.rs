@@ -219,6 +219,13 @@ pub fn summarize(op: &Op) -> String {
                 FileAction::Copy(c) => match &c.source {
                     CopySource::Input { path, .. } => format!("copy {path} -> {}", c.dest),
                     CopySource::Url { url, .. } => format!("copy {url} -> {}", c.dest),
+                    CopySource::Git {
+                        remote, reference, ..
+                    } => format!(
+                        "copy {remote}#{} -> {}",
+                        reference.as_deref().unwrap_or(""),
+                        c.dest
+                    ),
                 },
             })
             .collect::<Vec<_>>()

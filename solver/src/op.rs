@@ -269,6 +269,17 @@ pub enum CopySource {
         /// `--checksum=sha256:...`, verified after download.
         checksum: Option<String>,
     },
+    /// `ADD <git url>#<ref>[:<subdir>]`: a checkout of a repository.
+    Git {
+        /// The remote as written, without the fragment.
+        remote: String,
+        /// Branch, tag or commit (`None`: the default branch).
+        reference: Option<String>,
+        subdir: Option<String>,
+        keep_git_dir: bool,
+        /// `--checksum`: the commit the ref must resolve to.
+        checksum: Option<String>,
+    },
 }
 
 /// `COPY`/`ADD` of one source with Docker's semantics (the executor's fileop implements

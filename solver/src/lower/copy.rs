@@ -95,16 +95,17 @@ impl Lowering<'_> {
                     "checksum can't be specified for multiple sources".into()
                 ));
             }
-            if !is_http(&sources[0]) {
+            if !is_http(&sources[0]) && !is_git(&sources[0]) {
                 return Err(err("checksum requires HTTP(S) or Git sources".into()));
             }
-            let valid = sum.split_once(':').is_some_and(|(alg, hex)| {
-                matches!(alg, "sha256" | "sha384" | "sha512")
-                    && !hex.is_empty()
-                    && hex
-                        .chars()
-                        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-            });
+            let valid = is_git(&sources[0])
+                || sum.split_once(':').is_some_and(|(alg, hex)| {
+                    matches!(alg, "sha256" | "sha384" | "sha512")
+                        && !hex.is_empty()
+                        && hex
+                            .chars()
+                            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+                });
             if !valid {
                 return Err(err(format!("invalid checksum digest format: {sum:?}")));
             }
@@ -145,7 +146,7 @@ impl Lowering<'_> {
             .iter()
             .filter(|s| !is_http(s) && !is_git(s))
             .collect();
-        let mut local_input: Option<Option<usize>> = None;
+        let mut local_input: Option<usize> = None;
         if !local.is_empty() {
             let root = match (&c.from, is_add) {
                 (Some(from), false) => self.source_root(st, inst, from, true)?,
@@ -167,21 +168,50 @@ impl Lowering<'_> {
                     Some(self.graph.add(v, &[]))
                 }
             };
-            local_input = Some(root.map(|r| {
-                inputs.push(r);
-                inputs.len() - 1
-            }));
+            let root = match root {
+                Some(r) => r,
+                None => self.empty_vertex(&st.platform),
+            };
+            inputs.push(root);
+            local_input = Some(inputs.len() - 1);
         }
 
         for src in &sources {
             if is_git(src) {
-                return Err(if is_add {
-                    err(format!(
-                        "ADD of a git repository ({src}) is not supported yet"
-                    ))
-                } else {
-                    err("source can't be a git ref for COPY".into())
-                });
+                if !is_add {
+                    return Err(err("source can't be a git ref for COPY".into()));
+                }
+                let (remote, fragment) = match src.split_once('#') {
+                    Some((r, f)) => (r.to_string(), Some(f)),
+                    None => (src.clone(), None),
+                };
+                let (reference, subdir) = match fragment {
+                    None => (None, None),
+                    Some(f) => match f.split_once(':') {
+                        Some((r, d)) => (
+                            Some(r.to_string()).filter(|r| !r.is_empty()),
+                            Some(d.to_string()).filter(|d| !d.is_empty()),
+                        ),
+                        None => (Some(f.to_string()).filter(|r| !r.is_empty()), None),
+                    },
+                };
+                let mut a = CopyAction::new(
+                    CopySource::Git {
+                        remote,
+                        reference,
+                        subdir,
+                        keep_git_dir: c.keep_git_dir.unwrap_or(false),
+                        checksum: checksum.clone(),
+                    },
+                    dest.clone(),
+                );
+                a.follow_symlinks = false;
+                a.dir_contents_only = true;
+                a.allow_wildcard = false;
+                a.allow_empty_wildcard = false;
+                self.finish_action(&mut a, &chown, &chmod, &exclude, c.link, created);
+                actions.push(FileAction::Copy(Box::new(a)));
+                continue;
             }
             if is_http(src) {
                 if !is_add {
@@ -204,9 +234,8 @@ impl Lowering<'_> {
                 actions.push(FileAction::Copy(Box::new(a)));
                 continue;
             }
-            let Some(Some(input)) = local_input else {
-                // Copying from an empty stage: nothing to copy, as from an empty dir.
-                continue;
+            let Some(input) = local_input else {
+                return Err(Error::Internal("local COPY source without an input".into()));
             };
             let (src_path, patterns, required) = if c.parents {
                 let (parent, pattern) = match src.split_once("/./") {

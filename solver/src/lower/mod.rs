@@ -642,6 +642,23 @@ impl<'a> Lowering<'a> {
 }
 
 impl Lowering<'_> {
+    /// An empty filesystem (a `scratch` source of COPY --from or a bind mount).
+    fn empty_vertex(&mut self, platform: &Platform) -> VertexId {
+        let v = Vertex {
+            op: Op::File(crate::op::FileSpec {
+                base: None,
+                actions: Vec::new(),
+            }),
+            name: "[internal] empty filesystem".into(),
+            stage: None,
+            location: None,
+            platform: platform.clone(),
+            ignore_cache: false,
+            build_args: BTreeMap::new(),
+        };
+        self.graph.add(v, &[])
+    }
+
     /// Where an instruction is: its line, or the stage's FROM for an ONBUILD trigger.
     fn location(&self, st: &StageState, inst: &Instruction) -> Location {
         if st.in_onbuild {

@@ -157,12 +157,8 @@ impl Lowering<'_> {
                 format!("/run/secrets/{}", m.id.clone().unwrap_or_default())
             }
             (_, MountType::Ssh) => format!("/run/buildkit/ssh_agent.{index}"),
-            _ => {
-                return Err(Error::at(
-                    Some(&loc),
-                    format!("mount type {} requires a target", m.kind.as_str()),
-                ));
-            }
+            // BuildKit joins an absent target onto the working directory.
+            _ => st.workdir.clone(),
         };
         if target == "/" {
             return Err(Error::at(Some(&loc), "invalid mount target \"/\""));

@@ -321,3 +321,63 @@ async fn stage_names_hidden_for_single_stage_files() {
     let names: Vec<String> = g.vertices().map(|v| g.vertex(v).name.clone()).collect();
     assert!(names[1].starts_with("[stage-0 2/2] RUN"), "{names:?}");
 }
+
+/// The shared corpus directory (`../shared/corpora` or `$RBUILD_CORPORA`).
+fn corpora() -> std::path::PathBuf {
+    match std::env::var_os("RBUILD_CORPORA") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora"),
+    }
+}
+
+#[tokio::test]
+async fn realworld_dockerfiles_lower_and_solve() {
+    let dir = corpora().join("realworld");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        println!("skipped: no corpus at {}", dir.display());
+        return;
+    };
+    let mut files: Vec<_> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "MANIFEST.tsv"))
+        .collect();
+    files.sort();
+    let mut failures = Vec::new();
+    let mut lowered = 0;
+    for path in &files {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let Ok(df) = rbuild_parser::parse("Dockerfile", &text) else {
+            continue;
+        };
+        let mut w = FakeWorker::new();
+        w.any_image = true;
+        match rbuild_solver::lower(&df, &BuildOptions::default(), &w).await {
+            Ok(g) => {
+                lowered += 1;
+                let r = rbuild_solver::solve(
+                    &g,
+                    &w,
+                    std::sync::Arc::new(rbuild_solver::NoProgress),
+                    &rbuild_solver::SolveOptions::default(),
+                )
+                .await;
+                if let Err(e) = r {
+                    failures.push(format!("{}: solve: {e}", path.display()));
+                }
+            }
+            Err(e) => {
+                // Needs --build-arg ENGINE_VERSION, as with BuildKit.
+                let expected = path.ends_with("docker__cli__e2e_testdata_engine_Dockerfile")
+                    && e.to_string()
+                        .contains("invalid reference format \"docker:-dind\"");
+                if !expected {
+                    failures.push(format!("{}: {}", path.display(), e.render()));
+                }
+            }
+        }
+    }
+    println!("lowered {lowered} of {} files", files.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
