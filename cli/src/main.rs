@@ -48,6 +48,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The sandbox re-executes this binary as its single-threaded init: nothing may run first.
+    if let Some(code) = rbuild_executor::sandbox_init_entry() {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run_check(&args),

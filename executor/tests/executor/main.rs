@@ -4,4 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod context;
+mod fileop;
 mod sandbox;
+mod snapshot;

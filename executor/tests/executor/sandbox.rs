@@ -371,3 +371,62 @@ fn missing_rootfs_is_an_error() {
     let spec = ProcessSpec::new(Path::new("/nonexistent-rootfs"), vec!["true".into()]);
     assert!(rbuild_executor::run(&spec, Stdio::Null, &RunOptions::default()).is_err());
 }
+
+#[test]
+fn generated_etc_files_stay_out_of_the_upper_dir() {
+    use rbuild_executor::snapshot::{self, Backend, Snapshotter};
+    let Some(f) = Fixture::new("sandbox on an overlay snapshot") else {
+        return;
+    };
+    let s = Snapshotter::open(f.dir.path().join("store")).unwrap();
+    if s.backend() != Backend::Overlay {
+        eprintln!("skipped: overlayfs is not available here");
+        return;
+    }
+    let base = f.rootfs();
+    s.import_layer_dir("base", None, |d| {
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", base.display()))
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        Ok(())
+    })
+    .unwrap();
+    let m = s.prepare("step", Some("base")).unwrap();
+    let merged = f.dir.path().join("merged");
+    std::fs::create_dir(&merged).unwrap();
+    s.mount(&m, &merged).unwrap();
+    let mut spec = ProcessSpec::new(
+        &merged,
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "cat /etc/resolv.conf; echo data > /out.txt".into(),
+        ],
+    );
+    spec.etc.resolv_conf = Some("nameserver 192.0.2.1\n".into());
+    spec.etc.hosts = Some("127.0.0.1 localhost\n".into());
+    spec.etc.hostname = Some("step\n".into());
+    let st = rbuild_executor::run(
+        &spec,
+        Stdio::Capture {
+            tail: 10,
+            on_line: None,
+        },
+        &RunOptions::default(),
+    );
+    snapshot::unmount(&merged).unwrap();
+    let st = st.unwrap();
+    assert_eq!(st.tail, vec!["nameserver 192.0.2.1"], "{st:?}");
+    let upper = s.diff_dir("step").unwrap();
+    assert!(upper.join("out.txt").exists());
+    for p in ["etc/resolv.conf", "etc/hosts", "etc/hostname"] {
+        assert!(
+            std::fs::symlink_metadata(upper.join(p)).is_err(),
+            "{p} in the upper dir"
+        );
+    }
+}
