@@ -66,8 +66,8 @@ impl<W: Write> ParGzWriter<W> {
             total: 0,
             pending: VecDeque::new(),
             // Enough in flight to keep every thread busy while the producer
-            // fills the next chunks; bounded memory (a few MiB per thread).
-            max_pending: 2 * threads.max(1) + 2,
+            // fills the next chunks; bounded memory (~3 MiB per thread).
+            max_pending: threads.max(1) * 3 / 2 + 2,
         })
     }
 
