@@ -32,3 +32,22 @@ pub use worker::{
     ImageResolver, NoProgress, ProgressEvent, ProgressKind, ProgressSink, ResolvedImage, ResultRef,
     Stream, VertexProgress, Worker, WorkerError,
 };
+
+/// Compile-time check: the CLI can `tokio::spawn` a build.
+#[cfg(test)]
+#[allow(dead_code)]
+fn futures_are_send<W: Worker + Send + Sync>(
+    df: &rbuild_parser::Dockerfile,
+    worker: &W,
+    graph: &BuildGraph,
+) {
+    fn is_send<T: Send>(_: T) {}
+    let opts = BuildOptions::default();
+    is_send(lower(df, &opts, worker));
+    is_send(solve(
+        graph,
+        worker,
+        std::sync::Arc::new(NoProgress),
+        &SolveOptions::default(),
+    ));
+}

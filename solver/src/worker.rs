@@ -155,6 +155,25 @@ pub struct ProgressEvent {
     pub kind: ProgressKind,
 }
 
+impl ProgressEvent {
+    /// The event as BuildKit's plain progress prints it: `#7 [build 3/5] RUN make`,
+    /// `#7 CACHED`, `#7 0.412 make: Nothing to be done`, `#7 DONE 0.4s`, `#7 ERROR: ...`,
+    /// `#7 CANCELED`.
+    pub fn plain_line(&self) -> String {
+        let n = self.vertex;
+        match &self.kind {
+            ProgressKind::Started => format!("#{n} {}", self.name),
+            ProgressKind::Cached => format!("#{n} {}\n#{n} CACHED", self.name),
+            ProgressKind::Log { line, .. } => format!("#{n} {line}"),
+            ProgressKind::Done { duration } => {
+                format!("#{n} DONE {:.1}s", duration.as_secs_f64())
+            }
+            ProgressKind::Error { message, .. } => format!("#{n} ERROR: {message}"),
+            ProgressKind::Canceled => format!("#{n} CANCELED"),
+        }
+    }
+}
+
 /// Receives progress events (the CLI renders them; tests record them).
 pub trait ProgressSink: Send + Sync {
     fn event(&self, event: ProgressEvent);
@@ -218,5 +237,35 @@ impl VertexProgress {
             name: self.name.clone(),
             kind,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lines_like_buildkit() {
+        let ev = |kind| ProgressEvent {
+            vertex: 7,
+            name: "[build 3/5] RUN make".into(),
+            kind,
+        };
+        assert_eq!(
+            ev(ProgressKind::Started).plain_line(),
+            "#7 [build 3/5] RUN make"
+        );
+        assert_eq!(
+            ev(ProgressKind::Cached).plain_line(),
+            "#7 [build 3/5] RUN make\n#7 CACHED"
+        );
+        assert_eq!(
+            ev(ProgressKind::Done {
+                duration: Duration::from_millis(420)
+            })
+            .plain_line(),
+            "#7 DONE 0.4s"
+        );
+        assert_eq!(ev(ProgressKind::Canceled).plain_line(), "#7 CANCELED");
     }
 }
