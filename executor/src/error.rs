@@ -64,6 +64,57 @@ pub enum Error {
     /// The sandbox init failed before the user's command started.
     #[error("sandbox: {0}")]
     Sandbox(String),
+    // ---- fileop (COPY/ADD) and context hashing ----
+    /// A COPY/ADD source (or a context selection) does not exist. `path` is root-relative.
+    #[error("{path:?}: not found")]
+    NotFound { path: String },
+    /// A wildcard source matched nothing (the classic builder's message).
+    #[error("no source files were specified ({pattern:?} matched nothing)")]
+    NoSourceFiles { pattern: String },
+    /// Several sources into a destination that is not a directory.
+    #[error(
+        "When using {instruction} with more than one source file, the destination must be a directory and end with a /"
+    )]
+    DestNotDirectory { instruction: &'static str },
+    /// A source path climbs out of its root with `..`.
+    #[error("forbidden path outside the build context: {path}")]
+    PathEscape { path: String },
+    /// A symlink on a source path points outside the build context.
+    #[error("symlink {path} points outside the build context (to {target})")]
+    SymlinkEscape { path: String, target: String },
+    /// Symlink resolution did not end (ELOOP).
+    #[error("too many levels of symbolic links resolving {path}")]
+    SymlinkLoop { path: String },
+    /// A file would replace a directory at `path`.
+    #[error("cannot replace to directory {path} with file")]
+    ReplaceDirectory { path: String },
+    /// A directory's contents would go below a non-directory.
+    #[error("cannot copy to non-directory: {path}")]
+    NotADirectory { path: String },
+    /// A source entry of a kind COPY cannot copy (a socket).
+    #[error("unsupported file type of {path}")]
+    UnsupportedFile { path: String },
+    /// A `--chown`, `--chmod`, glob or ignore pattern that cannot be used.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidArgument {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// An archive ADD extracts cannot be (safely) extracted.
+    #[error("archive {archive}: entry {entry:?}: {reason}")]
+    Archive {
+        archive: String,
+        entry: String,
+        reason: String,
+    },
+    /// `ADD --checksum` did not match.
+    #[error("digest mismatch for {path}: expected {expected}, got {actual}")]
+    ChecksumMismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
 }
 
 /// The crate's result type.

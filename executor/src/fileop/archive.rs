@@ -131,8 +131,14 @@ pub(crate) fn extract(
         let entry_owner = owner.unwrap_or(Owner { uid, gid });
         let mtime = i64::try_from(header.mtime().map_err(io_err)?).unwrap_or(0);
         let times = Timestamps {
-            last_access: Timespec { tv_sec: mtime, tv_nsec: 0 },
-            last_modification: Timespec { tv_sec: mtime, tv_nsec: 0 },
+            last_access: Timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            },
+            last_modification: Timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            },
         };
         make_parents(dest, &target, owner.unwrap_or(Owner::ROOT)).map_err(err)?;
         match std::fs::symlink_metadata(&target) {
@@ -169,15 +175,22 @@ pub(crate) fn extract(
             stats.symlinks += 1;
         } else if kind.is_hard_link() {
             let link = entry.link_name_bytes().unwrap_or_default();
-            let link = clean_entry_name(&String::from_utf8_lossy(&link)).map_err(|r| fail(&raw_name, r))?;
+            let link = clean_entry_name(&String::from_utf8_lossy(&link))
+                .map_err(|r| fail(&raw_name, r))?;
             if link.is_empty() {
-                return Err(fail(&raw_name, "hardlink targets the extraction root".into()));
+                return Err(fail(
+                    &raw_name,
+                    "hardlink targets the extraction root".into(),
+                ));
             }
             let source = resolve(dest, &link, false, Confine::AbsoluteInRoot).map_err(err)?;
             std::fs::hard_link(&source, &target).map_err(io_err)?;
             stats.hardlinks += 1;
         } else {
-            return Err(fail(&raw_name, format!("unsupported tar entry type {:?}", kind)));
+            return Err(fail(
+                &raw_name,
+                format!("unsupported tar entry type {:?}", kind),
+            ));
         }
     }
     for (dir, times) in dirs.iter().rev() {
@@ -238,14 +251,18 @@ pub fn verify_checksum(path: &Path, expected: &str) -> Result<()> {
         value: expected.to_owned(),
         reason: reason.to_owned(),
     };
-    let (algorithm, hex_digest) = expected.split_once(':').ok_or_else(|| invalid("expected algorithm:hex"))?;
+    let (algorithm, hex_digest) = expected
+        .split_once(':')
+        .ok_or_else(|| invalid("expected algorithm:hex"))?;
     let want_len = match algorithm {
         "sha256" => 64,
         "sha384" => 96,
         "sha512" => 128,
         _ => return Err(invalid("unsupported digest algorithm")),
     };
-    let lower = hex_digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let lower = hex_digest
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if hex_digest.len() != want_len || !lower {
         return Err(invalid("malformed digest"));
     }
@@ -266,7 +283,10 @@ pub fn verify_checksum(path: &Path, expected: &str) -> Result<()> {
     Ok(())
 }
 
-fn hash_with<D: sha2::Digest + std::io::Write>(mut hasher: D, file: &mut File) -> std::io::Result<String> {
+fn hash_with<D: sha2::Digest + std::io::Write>(
+    mut hasher: D,
+    file: &mut File,
+) -> std::io::Result<String> {
     std::io::copy(file, &mut hasher)?;
     Ok(hex::encode(hasher.finalize()))
 }
@@ -277,10 +297,19 @@ mod tests {
 
     #[test]
     fn detects_by_magic() {
-        assert_eq!(Compression::detect(&[0x1f, 0x8b, 0x08, 0]), Compression::Gzip);
+        assert_eq!(
+            Compression::detect(&[0x1f, 0x8b, 0x08, 0]),
+            Compression::Gzip
+        );
         assert_eq!(Compression::detect(b"BZh91AY"), Compression::Bzip2);
-        assert_eq!(Compression::detect(&[0xfd, b'7', b'z', b'X', b'Z', 0]), Compression::Xz);
-        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(
+            Compression::detect(&[0xfd, b'7', b'z', b'X', b'Z', 0]),
+            Compression::Xz
+        );
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
         assert_eq!(Compression::detect(b"hello"), Compression::None);
     }
 
@@ -300,7 +329,10 @@ mod tests {
         let sha = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         verify_checksum(&file, sha)?;
         let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-        assert!(matches!(verify_checksum(&file, wrong), Err(Error::ChecksumMismatch { .. })));
+        assert!(matches!(
+            verify_checksum(&file, wrong),
+            Err(Error::ChecksumMismatch { .. })
+        ));
         assert!(verify_checksum(&file, "md5:abc").is_err());
         Ok(())
     }

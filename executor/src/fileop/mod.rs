@@ -128,11 +128,24 @@ pub struct CopyStats {
 #[derive(Debug)]
 enum Resolved {
     /// Root-relative path as matched, and where it leads after following symlinks.
-    Path { rel: String, abs: PathBuf, is_dir: bool },
+    Path {
+        rel: String,
+        abs: PathBuf,
+        is_dir: bool,
+    },
     /// `--parents`: the pivot directory and the path below it.
-    Parents { pivot: PathBuf, rel: String },
-    Inline { name: String, content: Vec<u8> },
-    Download { path: PathBuf, name: String },
+    Parents {
+        pivot: PathBuf,
+        rel: String,
+    },
+    Inline {
+        name: String,
+        content: Vec<u8>,
+    },
+    Download {
+        path: PathBuf,
+        name: String,
+    },
 }
 
 /// Runs a COPY/ADD: see the module documentation.
@@ -153,18 +166,22 @@ pub fn copy(spec: &CopySpec, src_root: &Path, dest_root: &Path) -> Result<CopySt
     };
     let exclude = match spec.exclude.is_empty() {
         true => None,
-        false => Some(PatternMatcher::new(&spec.exclude).map_err(|e| Error::InvalidArgument {
-            what: "--exclude",
-            value: spec.exclude.join(" "),
-            reason: e.to_string(),
-        })?),
+        false => Some(
+            PatternMatcher::new(&spec.exclude).map_err(|e| Error::InvalidArgument {
+                what: "--exclude",
+                value: spec.exclude.join(" "),
+                reason: e.to_string(),
+            })?,
+        ),
     };
     let resolved = resolve_sources(spec, src_root, confine, exclude.as_ref())?;
 
     let dest_is_dir_syntax = spec.dest.ends_with('/') || spec.parents;
     let dest_abs = resolve_in_root(dest_root, &spec.dest, true)?;
     let dest_exists_dir = std::fs::metadata(&dest_abs).is_ok_and(|m| m.is_dir());
-    let any_file = resolved.iter().any(|r| !matches!(r, Resolved::Path { is_dir: true, .. }));
+    let any_file = resolved
+        .iter()
+        .any(|r| !matches!(r, Resolved::Path { is_dir: true, .. }));
     if resolved.len() > 1 && !dest_is_dir_syntax && !dest_exists_dir && any_file {
         return Err(Error::DestNotDirectory { instruction });
     }
@@ -222,7 +239,8 @@ pub fn copy(spec: &CopySpec, src_root: &Path, dest_root: &Path) -> Result<CopySt
                 let meta = std::fs::metadata(&path).ctx("stat", &path)?;
                 let mtime = meta.modified().ctx("stat", &path)?;
                 let file = std::fs::File::options().write(true).open(&target);
-                file.and_then(|f| f.set_modified(mtime)).ctx("utimes", &target)?;
+                file.and_then(|f| f.set_modified(mtime))
+                    .ctx("utimes", &target)?;
             }
         }
     }
@@ -308,7 +326,12 @@ fn check_escape(path: &str, confine: Confine) -> Result<()> {
 
 /// Wildcard expansion of one source; a wildcard matching nothing is an error. Matches
 /// excluded by `--exclude` are dropped.
-fn expand(root: &Path, path: &str, confine: Confine, exclude: Option<&PatternMatcher>) -> Result<Vec<String>> {
+fn expand(
+    root: &Path,
+    path: &str,
+    confine: Confine,
+    exclude: Option<&PatternMatcher>,
+) -> Result<Vec<String>> {
     let wild = path.split('/').any(resolve::has_wildcards);
     let skip = |rel: &str| wild && exclude.is_some_and(|m| m.matches(rel));
     let matches = resolve::expand_wildcards(root, path, confine, &skip)?;
@@ -360,7 +383,13 @@ fn copy_with_parents(copier: &mut Copier<'_>, pivot: &Path, rel: &str, dest: &Pa
 }
 
 /// Writes a new file (heredoc or download) at `target`, replacing a non-directory.
-fn write_new_file(copier: &mut Copier<'_>, target: &Path, content: &[u8], mode: u32, owner: Owner) -> Result<()> {
+fn write_new_file(
+    copier: &mut Copier<'_>,
+    target: &Path,
+    content: &[u8],
+    mode: u32,
+    owner: Owner,
+) -> Result<()> {
     let shown_target = shown(copier.dest_root, target);
     match std::fs::symlink_metadata(target) {
         Ok(m) if m.is_dir() => {

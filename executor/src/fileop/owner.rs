@@ -39,11 +39,15 @@ pub fn resolve_chown(spec: &str, rootfs: &Path) -> Result<Owner> {
         return Err(invalid("expected user[:group]"));
     }
     let numeric = |s: &str| s.parse::<u32>().ok();
-    let all_numeric = numeric(user_part).is_some() && group_part.is_none_or(|g| numeric(g).is_some());
+    let all_numeric =
+        numeric(user_part).is_some() && group_part.is_none_or(|g| numeric(g).is_some());
     let (passwd, group) = if all_numeric {
         (None, None)
     } else {
-        (read_etc(rootfs, "/etc/passwd")?, read_etc(rootfs, "/etc/group")?)
+        (
+            read_etc(rootfs, "/etc/passwd")?,
+            read_etc(rootfs, "/etc/group")?,
+        )
     };
     let (uid, mut gid) = match numeric(user_part) {
         Some(uid) => (uid, uid),
@@ -98,10 +102,25 @@ mod tests {
         std::fs::write(etc.join("passwd"), passwd).map_err(|e| Error::io("write", &etc, e))?;
         std::fs::write(etc.join("group"), group).map_err(|e| Error::io("write", &etc, e))?;
         let root = dir.path();
-        assert_eq!(resolve_chown("1000", root)?, Owner { uid: 1000, gid: 1000 });
+        assert_eq!(
+            resolve_chown("1000", root)?,
+            Owner {
+                uid: 1000,
+                gid: 1000
+            }
+        );
         assert_eq!(resolve_chown("7:8", root)?, Owner { uid: 7, gid: 8 });
-        assert_eq!(resolve_chown("app", root)?, Owner { uid: 1000, gid: 1001 });
-        assert_eq!(resolve_chown("app:staff", root)?, Owner { uid: 1000, gid: 50 });
+        assert_eq!(
+            resolve_chown("app", root)?,
+            Owner {
+                uid: 1000,
+                gid: 1001
+            }
+        );
+        assert_eq!(
+            resolve_chown("app:staff", root)?,
+            Owner { uid: 1000, gid: 50 }
+        );
         assert_eq!(resolve_chown("5:staff", root)?, Owner { uid: 5, gid: 50 });
         assert!(resolve_chown("nobody", root).is_err());
         assert!(resolve_chown("app:nogroup", root).is_err());

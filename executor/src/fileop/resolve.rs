@@ -443,9 +443,15 @@ mod tests {
         std::os::unix::fs::symlink("../../../real", root.join("up")).ctx("symlink", root)?;
         let got = resolve_in_root(root, "/etc/passwd", true)?;
         assert_eq!(got, root.join("real/etc/passwd"));
-        assert_eq!(resolve_in_root(root, "/up/etc", true)?, root.join("real/etc"));
+        assert_eq!(
+            resolve_in_root(root, "/up/etc", true)?,
+            root.join("real/etc")
+        );
         assert_eq!(resolve_in_root(root, "/etc", false)?, root.join("etc"));
-        assert_eq!(resolve_in_root(root, "/../../etc/x", true)?, root.join("real/etc/x"));
+        assert_eq!(
+            resolve_in_root(root, "/../../etc/x", true)?,
+            root.join("real/etc/x")
+        );
         let refused = resolve(root, "etc/passwd", true, Confine::Refuse);
         assert!(matches!(refused, Err(Error::SymlinkEscape { .. })));
         let refused = resolve(root, "up", true, Confine::AbsoluteInRoot);

@@ -39,7 +39,9 @@ pub(crate) struct Copier<'a> {
 
 impl std::fmt::Debug for Copier<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Copier").field("owner", &self.owner).finish_non_exhaustive()
+        f.debug_struct("Copier")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,7 +49,13 @@ impl Copier<'_> {
     /// Copies `src` onto `target`. `rel` is the path below the copied source root ("" for the
     /// root itself), which `--exclude` patterns match. `overwrite_meta`: whether an existing
     /// directory at `target` takes the source's metadata (true below the top level).
-    pub fn copy(&mut self, src: &Path, rel: &str, target: &Path, overwrite_meta: bool) -> Result<()> {
+    pub fn copy(
+        &mut self,
+        src: &Path,
+        rel: &str,
+        target: &Path,
+        overwrite_meta: bool,
+    ) -> Result<()> {
         let meta = std::fs::symlink_metadata(src).ctx("lstat", self.shown_src(src))?;
         if !rel.is_empty() && self.excluded(rel, meta.is_dir()) {
             self.stats.excluded += 1;
@@ -64,7 +72,8 @@ impl Copier<'_> {
                 self.copy_file(src, target, &meta)?;
             } else if ft.is_symlink() {
                 let link = std::fs::read_link(src).ctx("readlink", self.shown_src(src))?;
-                std::os::unix::fs::symlink(&link, target).ctx("symlink", self.shown_dest(target))?;
+                std::os::unix::fs::symlink(&link, target)
+                    .ctx("symlink", self.shown_dest(target))?;
                 self.stats.symlinks += 1;
             } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
                 let kind = RxFileType::from_raw_mode(meta.mode());
@@ -93,7 +102,14 @@ impl Copier<'_> {
     }
 
     /// Returns whether the directory was created.
-    fn copy_dir(&mut self, src: &Path, rel: &str, target: &Path, meta: &Metadata, overwrite: bool) -> Result<bool> {
+    fn copy_dir(
+        &mut self,
+        src: &Path,
+        rel: &str,
+        target: &Path,
+        meta: &Metadata,
+        overwrite: bool,
+    ) -> Result<bool> {
         let created = match std::fs::symlink_metadata(target) {
             Ok(existing) if existing.is_dir() => {
                 if overwrite {
@@ -116,7 +132,11 @@ impl Copier<'_> {
         };
         let mut names = Vec::new();
         for entry in std::fs::read_dir(src).ctx("read directory", self.shown_src(src))? {
-            names.push(entry.ctx("read directory", self.shown_src(src))?.file_name());
+            names.push(
+                entry
+                    .ctx("read directory", self.shown_src(src))?
+                    .file_name(),
+            );
         }
         names.sort();
         for name in names {
