@@ -479,6 +479,7 @@ fn spawn_and_wait(
         }
     };
     let mut drain_deadline: Option<Instant> = None;
+    let mut cancelled_at: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
     while report_open || !streams.is_empty() {
         if opts
@@ -486,8 +487,13 @@ fn spawn_and_wait(
             .as_ref()
             .is_some_and(|c| c.load(Ordering::Relaxed))
         {
+            // Kill the run's processes; the init then reports 137. Kill the init itself only
+            // if it has not finished a few seconds later.
+            let at = *cancelled_at.get_or_insert_with(Instant::now);
             let _ = cgroup.kill_all();
-            let _ = child.kill();
+            if at.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+            }
         }
         if !report_open && drain_deadline.is_none() {
             // The init is done: every process of the run is gone with its pid namespace,
@@ -555,6 +561,15 @@ fn spawn_and_wait(
     let waited = child.wait();
     write_res.map_err(|e| Error::Sandbox(format!("send spec to init: {e}")))?;
     let exit = waited.map_err(|e| Error::Sandbox(format!("wait for init: {e}")))?;
+    if cancelled_at.is_some() && report_buf.is_empty() {
+        return Ok(ExitStatus {
+            code: 137,
+            signal: Some(9),
+            oom_killed: false,
+            message: Some("cancelled".into()),
+            tail: tail.into_iter().collect(),
+        });
+    }
     let report: Report = serde_json::from_slice(&report_buf).map_err(|_| {
         Error::Sandbox(format!(
             "init exited ({exit}) without a report: {}",

@@ -430,3 +430,31 @@ fn generated_etc_files_stay_out_of_the_upper_dir() {
         );
     }
 }
+
+#[test]
+fn inherit_stdio_and_cancel() {
+    let Some(f) = Fixture::new("sandbox stdio") else {
+        return;
+    };
+    let st =
+        rbuild_executor::run(&f.spec("exit 5"), Stdio::Inherit, &RunOptions::default()).unwrap();
+    assert_eq!(st.code, 5);
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c = cancel.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        c.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let start = std::time::Instant::now();
+    let st = rbuild_executor::run(
+        &f.spec("sleep 100"),
+        Stdio::Null,
+        &RunOptions {
+            cancel: Some(cancel),
+        },
+    )
+    .unwrap();
+    t.join().unwrap();
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(st.code, 137, "{st:?}");
+}
