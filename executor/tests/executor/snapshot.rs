@@ -49,7 +49,13 @@ fn overlay_prepare_commit_chain_and_whiteouts() {
         return;
     }
     let m = st.s.prepare("a", None).unwrap();
-    assert!(matches!(m, Mounts::Bind { readonly: false, .. }));
+    assert!(matches!(
+        m,
+        Mounts::Bind {
+            readonly: false,
+            ..
+        }
+    ));
     let t = st.mount(&m, "ma");
     std::fs::write(t.join("base.txt"), "base").unwrap();
     std::fs::create_dir(t.join("dir")).unwrap();
@@ -61,7 +67,9 @@ fn overlay_prepare_commit_chain_and_whiteouts() {
 
     let m = st.s.prepare("b", Some("A")).unwrap();
     let Mounts::Overlay {
-        lowerdirs, upperdir, ..
+        lowerdirs,
+        upperdir,
+        ..
     } = &m
     else {
         panic!("{m:?}")
@@ -84,7 +92,9 @@ fn overlay_prepare_commit_chain_and_whiteouts() {
     // A view of the two-layer chain: read-only overlay of both lowers.
     let m = st.s.view("v", Some("B")).unwrap();
     let Mounts::Overlay {
-        lowerdirs, upperdir, ..
+        lowerdirs,
+        upperdir,
+        ..
     } = &m
     else {
         panic!("{m:?}")
@@ -189,29 +199,27 @@ fn naive_fallback_diff_in_overlay_format() {
 }
 
 fn import_and_check(st: &Store) {
-    st.s
-        .import_layer_dir("L1", None, |d| {
-            std::fs::write(d.join("a"), "1").unwrap();
-            std::fs::create_dir(d.join("dir")).unwrap();
-            std::fs::write(d.join("dir/old"), "o").unwrap();
-            Ok(())
-        })
+    st.s.import_layer_dir("L1", None, |d| {
+        std::fs::write(d.join("a"), "1").unwrap();
+        std::fs::create_dir(d.join("dir")).unwrap();
+        std::fs::write(d.join("dir/old"), "o").unwrap();
+        Ok(())
+    })
+    .unwrap();
+    st.s.import_layer_dir("L2", Some("L1"), |d| {
+        // Overlay-lower format: a whiteout for `a`, a new file in `dir`.
+        nix::sys::stat::mknod(
+            &d.join("a"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
         .unwrap();
-    st.s
-        .import_layer_dir("L2", Some("L1"), |d| {
-            // Overlay-lower format: a whiteout for `a`, a new file in `dir`.
-            nix::sys::stat::mknod(
-                &d.join("a"),
-                nix::sys::stat::SFlag::S_IFCHR,
-                nix::sys::stat::Mode::empty(),
-                0,
-            )
-            .unwrap();
-            std::fs::create_dir(d.join("dir")).unwrap();
-            std::fs::write(d.join("dir/new"), "n").unwrap();
-            Ok(())
-        })
-        .unwrap();
+        std::fs::create_dir(d.join("dir")).unwrap();
+        std::fs::write(d.join("dir/new"), "n").unwrap();
+        Ok(())
+    })
+    .unwrap();
     assert_eq!(st.s.stat("L2").unwrap().parent.as_deref(), Some("L1"));
     let m = st.s.view("v", Some("L2")).unwrap();
     let t = st.mount(&m, "view");
@@ -255,13 +263,11 @@ fn long_chains_fit_the_mount_data_limit() {
     let mut parent: Option<String> = None;
     for i in 0..150 {
         let key = format!("layer-{i}");
-        st.s
-            .import_layer_dir(&key, parent.as_deref(), |d| {
-                std::fs::write(d.join(format!("f{i}")), "x").map_err(|e| {
-                    rbuild_executor::Error::io("write", d, e)
-                })
-            })
-            .unwrap();
+        st.s.import_layer_dir(&key, parent.as_deref(), |d| {
+            std::fs::write(d.join(format!("f{i}")), "x")
+                .map_err(|e| rbuild_executor::Error::io("write", d, e))
+        })
+        .unwrap();
         parent = Some(key);
     }
     let m = st.s.prepare("top", parent.as_deref()).unwrap();
