@@ -233,11 +233,14 @@ struct Stubs {
 }
 
 impl Stubs {
-    /// Creates `target` (a file, or a directory when `dir`) under `rootfs` if missing,
-    /// refusing to follow symlinks (a symlinked target is left to the init, which resolves
-    /// it inside the new root).
+    /// Creates `target` (a file, or a directory when `dir`) under `rootfs` if missing. The
+    /// target is resolved inside the rootfs first (symlinks followed relative to it, as the
+    /// init will), so a dangling `/etc/resolv.conf -> ../run/...` gets its stub at the end
+    /// of the link.
     fn ensure(&mut self, rootfs: &Path, target: &str, dir: bool) -> Result<()> {
-        let comps: Vec<Component<'_>> = Path::new(target)
+        let resolved = crate::sandbox_rootfs::secure_join(rootfs, target)?;
+        let rel = resolved.strip_prefix(rootfs).unwrap_or(Path::new(""));
+        let comps: Vec<Component<'_>> = rel
             .components()
             .filter(|c| matches!(c, Component::Normal(_)))
             .collect();

@@ -458,3 +458,26 @@ fn inherit_stdio_and_cancel() {
     assert!(start.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(st.code, 137, "{st:?}");
 }
+
+#[test]
+fn dangling_resolv_conf_symlink_gets_a_temporary_stub() {
+    let Some(f) = Fixture::new("sandbox resolv.conf symlink") else {
+        return;
+    };
+    std::os::unix::fs::symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        f.rootfs().join("etc/resolv.conf"),
+    )
+    .unwrap();
+    let mut spec = f.spec("cat /etc/resolv.conf");
+    spec.etc.resolv_conf = Some("nameserver 192.0.2.7\n".into());
+    let st = f.run(&spec);
+    assert_eq!(st.tail, vec!["nameserver 192.0.2.7"], "{st:?}");
+    assert!(!f.rootfs().join("run").exists(), "stub left behind");
+    assert!(
+        std::fs::symlink_metadata(f.rootfs().join("etc/resolv.conf"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
