@@ -23,6 +23,7 @@ pub mod mount;
 pub mod raw;
 pub mod shell;
 pub mod source;
+mod values;
 
 pub use ast::{Dockerfile, Instruction, InstructionKind, Stage};
 pub use error::{Diagnostic, ErrorKind, ParseError, Severity};
