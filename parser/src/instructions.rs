@@ -568,7 +568,7 @@ impl Cx<'_> {
                 "--chmod",
                 ErrorKind::InvalidFlag,
                 format!("invalid chmod parameter: {mode:?}"),
-                Some("use an octal mode such as --chmod=0755".into()),
+                Some("use an octal mode such as --chmod=0755, or a symbolic one such as --chmod=u=rwx,go=rx".into()),
             ));
         }
         if let Some(sum) = flags.string("checksum")

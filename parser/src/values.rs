@@ -18,8 +18,41 @@ pub fn valid_stage_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// `--chmod`: an octal mode (`0755`) or, since Dockerfile 1.10, a symbolic one like
+/// chmod(1) takes (`u=rwx,go=rx`, `a+x`, `g-w`, `u+X`, `o=u`).
 pub(crate) fn valid_chmod(mode: &str) -> bool {
-    !mode.is_empty() && mode.len() <= 4 && mode.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    if !mode.is_empty() && mode.bytes().all(|b| b.is_ascii_digit()) {
+        return mode.len() <= 4 && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    }
+    !mode.is_empty()
+        && mode.split(',').all(|clause| {
+            let who_end = clause
+                .find(|c: char| !matches!(c, 'u' | 'g' | 'o' | 'a'))
+                .unwrap_or(clause.len());
+            let mut rest = &clause[who_end..];
+            if rest.is_empty() {
+                return false;
+            }
+            // One or more `op perms` actions: `+x`, `=rw`, `-w+x`, `=u`.
+            while let Some(op) = rest.chars().next() {
+                if !matches!(op, '+' | '-' | '=') {
+                    return false;
+                }
+                rest = &rest[1..];
+                let perms_end = rest.find(['+', '-', '=']).unwrap_or(rest.len());
+                let perms = &rest[..perms_end];
+                let copy = perms.len() == 1 && matches!(perms, "u" | "g" | "o");
+                if !copy
+                    && !perms
+                        .chars()
+                        .all(|c| matches!(c, 'r' | 'w' | 'x' | 'X' | 's' | 't'))
+                {
+                    return false;
+                }
+                rest = &rest[perms_end..];
+            }
+            true
+        })
 }
 
 pub(crate) fn valid_checksum(sum: &str) -> bool {
@@ -152,6 +185,27 @@ mod tests {
         }
         for bad in ["http", "80/xyz", "9-1", "70000"] {
             assert!(check_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn chmod_modes() {
+        for ok in [
+            "0755",
+            "644",
+            "7",
+            "u=rwx,go=rx",
+            "a+x",
+            "g-w",
+            "u+X",
+            "o=u",
+            "+x",
+            "u-w+x",
+        ] {
+            assert!(valid_chmod(ok), "{ok}");
+        }
+        for bad in ["", "0788", "12345", "u", "u=rwz", "x+r", "u=rw,", "u+r;g+w"] {
+            assert!(!valid_chmod(bad), "{bad}");
         }
     }
 
