@@ -107,6 +107,10 @@ pub struct CopySpec {
     /// ADD `--unpack`: None extracts local archives (Docker's default), Some forces.
     pub unpack: Option<bool>,
     pub source_kind: SourceKind,
+    /// `.dockerignore` patterns, relative to `src_root` (build-context sources): ignored
+    /// paths are invisible to the copy — skipped by wildcards and inside directories, "not
+    /// found" when named — as when BuildKit's client sends a filtered context.
+    pub ignore: Vec<String>,
 }
 
 /// What a copy did.
@@ -174,7 +178,21 @@ pub fn copy(spec: &CopySpec, src_root: &Path, dest_root: &Path) -> Result<CopySt
             })?,
         ),
     };
-    let resolved = resolve_sources(spec, src_root, confine, exclude.as_ref())?;
+    let ignore = match spec.ignore.is_empty() {
+        true => None,
+        false => Some(
+            PatternMatcher::new(&spec.ignore).map_err(|e| Error::InvalidArgument {
+                what: ".dockerignore",
+                value: spec.ignore.join(" "),
+                reason: e.to_string(),
+            })?,
+        ),
+    };
+    let filters = Filters {
+        exclude: exclude.as_ref(),
+        ignore: ignore.as_ref(),
+    };
+    let resolved = resolve_sources(spec, src_root, confine, filters)?;
 
     let dest_is_dir_syntax = spec.dest.ends_with('/') || spec.parents;
     let dest_abs = resolve_in_root(dest_root, &spec.dest, true)?;
@@ -203,6 +221,7 @@ pub fn copy(spec: &CopySpec, src_root: &Path, dest_root: &Path) -> Result<CopySt
             owner,
             chmod: spec.chmod,
             exclude: exclude.as_ref(),
+            ignore: ignore.as_ref(),
             inodes: HashMap::new(),
             stats: &mut stats,
             src_root,
@@ -257,11 +276,18 @@ fn target_for(dest_abs: &Path, base: &str, src_is_dir: bool) -> PathBuf {
     }
 }
 
+/// `--exclude` (relative to each source) and `.dockerignore` (relative to the source root).
+#[derive(Clone, Copy)]
+struct Filters<'a> {
+    exclude: Option<&'a PatternMatcher>,
+    ignore: Option<&'a PatternMatcher>,
+}
+
 fn resolve_sources(
     spec: &CopySpec,
     src_root: &Path,
     confine: Confine,
-    exclude: Option<&PatternMatcher>,
+    filters: Filters<'_>,
 ) -> Result<Vec<Resolved>> {
     let mut out = Vec::new();
     for source in &spec.sources {
@@ -282,7 +308,8 @@ fn resolve_sources(
                 check_escape(pivot, confine)?;
                 check_escape(pattern, confine)?;
                 let pivot_abs = resolve::resolve(src_root, pivot, true, confine)?;
-                let matches = expand(&pivot_abs, pattern, confine, exclude)?;
+                let prefix = resolve::clean_rel(pivot);
+                let matches = expand(&pivot_abs, &prefix, pattern, confine, filters)?;
                 for rel in matches {
                     out.push(Resolved::Parents {
                         pivot: pivot_abs.clone(),
@@ -292,7 +319,7 @@ fn resolve_sources(
             }
             Source::Path(path) => {
                 check_escape(path, confine)?;
-                for rel in expand(src_root, path, confine, exclude)? {
+                for rel in expand(src_root, "", path, confine, filters)? {
                     let abs = resolve::resolve(src_root, &rel, true, confine)?;
                     let meta = match std::fs::metadata(&abs) {
                         Ok(meta) => meta,
@@ -325,19 +352,38 @@ fn check_escape(path: &str, confine: Confine) -> Result<()> {
 }
 
 /// Wildcard expansion of one source; a wildcard matching nothing is an error. Matches
-/// excluded by `--exclude` are dropped.
+/// excluded by `--exclude` or ignored are dropped; a named ignored path is not found.
+/// `prefix` is `root`'s path below the source root (for `.dockerignore`).
 fn expand(
     root: &Path,
+    prefix: &str,
     path: &str,
     confine: Confine,
-    exclude: Option<&PatternMatcher>,
+    filters: Filters<'_>,
 ) -> Result<Vec<String>> {
+    let in_root = |rel: &str| {
+        if prefix.is_empty() {
+            rel.to_owned()
+        } else {
+            format!("{prefix}/{rel}")
+        }
+    };
+    let ignored = |rel: &str| {
+        let rel = in_root(rel);
+        !rel.is_empty() && filters.ignore.is_some_and(|m| m.matches(&rel))
+    };
     let wild = path.split('/').any(resolve::has_wildcards);
-    let skip = |rel: &str| wild && exclude.is_some_and(|m| m.matches(rel));
+    let skip =
+        |rel: &str| ignored(rel) || (wild && filters.exclude.is_some_and(|m| m.matches(rel)));
     let matches = resolve::expand_wildcards(root, path, confine, &skip)?;
     if wild && matches.is_empty() {
         return Err(Error::NoSourceFiles {
             pattern: path.to_owned(),
+        });
+    }
+    if let Some(rel) = matches.iter().find(|rel| ignored(rel)) {
+        return Err(Error::NotFound {
+            path: format!("/{}", in_root(rel)),
         });
     }
     Ok(matches)

@@ -29,6 +29,8 @@ pub(crate) struct Copier<'a> {
     /// `--chmod`: replaces the permission bits (0777), keeps setuid/setgid/sticky.
     pub chmod: Option<u32>,
     pub exclude: Option<&'a PatternMatcher>,
+    /// `.dockerignore`: matched against paths relative to `src_root`.
+    pub ignore: Option<&'a PatternMatcher>,
     /// Source (dev, inode) of multiply linked files → where its first copy went.
     pub inodes: HashMap<(u64, u64), PathBuf>,
     pub stats: &'a mut CopyStats,
@@ -57,7 +59,9 @@ impl Copier<'_> {
         overwrite_meta: bool,
     ) -> Result<()> {
         let meta = std::fs::symlink_metadata(src).ctx("lstat", self.shown_src(src))?;
-        if !rel.is_empty() && self.excluded(rel, meta.is_dir()) {
+        if !rel.is_empty()
+            && (self.excluded(rel, meta.is_dir()) || self.ignored(src, meta.is_dir()))
+        {
             self.stats.excluded += 1;
             return Ok(());
         }
@@ -91,6 +95,18 @@ impl Copier<'_> {
             self.apply_meta(src, target, &meta)?;
         }
         Ok(())
+    }
+
+    /// `.dockerignore`, as for `--exclude`, on the path below the source root.
+    fn ignored(&self, src: &Path, is_dir: bool) -> bool {
+        let Some(matcher) = self.ignore else {
+            return false;
+        };
+        let Ok(rel) = src.strip_prefix(self.src_root) else {
+            return false;
+        };
+        let rel = rel.to_string_lossy();
+        !rel.is_empty() && matcher.matches(&rel) && !(is_dir && matcher.could_reinclude_below(&rel))
     }
 
     fn excluded(&self, rel: &str, is_dir: bool) -> bool {
