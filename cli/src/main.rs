@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
+mod build;
 mod check;
 mod images;
 mod import;
@@ -33,6 +34,8 @@ pub struct GlobalOpts {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile (also the bare form: `rbuild -t app:1.0 .`)
+    Build(Box<build::args::BuildArgs>),
     /// Parse and lint a Dockerfile; exit 1 on errors
     Check(check::CheckArgs),
     /// Tools for developers and conformance tests
@@ -52,8 +55,9 @@ fn main() -> ExitCode {
     if let Some(code) = rbuild_executor::sandbox_init_entry() {
         return code;
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(implicit_build_args());
     let result = match cli.command {
+        Command::Build(args) => build::run(*args, &cli.global),
         Command::Check(args) => check::run_check(&args),
         Command::Debug(cmd) => check::run_debug(&cmd),
         Command::Registry(cmd) => registry_cmds::run(cmd, &cli.global),
@@ -67,6 +71,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The process arguments, with `build` inserted for the bare form `rbuild [OPTIONS] PATH`.
+fn implicit_build_args() -> Vec<std::ffi::OsString> {
+    let mut names = vec!["help".to_string()];
+    for sub in Cli::command().get_subcommands() {
+        names.push(sub.get_name().to_string());
+        names.extend(sub.get_all_aliases().map(str::to_string));
+    }
+    build::implicit_build(std::env::args_os().collect(), &names)
 }
 
 /// Docker's one-line style, `Error: what: why`, with the cause chain folded in

@@ -136,7 +136,19 @@ pub fn write_image(
         obj.insert("variant".into(), Value::String(v.clone()));
     }
     let config_bytes = to_json(&config, "image config")?;
-    let config_digest = store.put_bytes(&config_bytes, None)?;
+    write_image_with_config(store, layers, &config_bytes, format)
+}
+
+/// Writes `config_bytes` (a complete image config, its `rootfs.diff_ids` matching `layers`)
+/// and a manifest for `layers` (already in the store); returns the new image. Nothing is
+/// tagged. For callers that build the whole config themselves (the build engine).
+pub fn write_image_with_config(
+    store: &Store,
+    layers: &[Layer],
+    config_bytes: &[u8],
+    format: ManifestFormat,
+) -> Result<Image> {
+    let config_digest = store.put_bytes(config_bytes, None)?;
     let (manifest_mt, config_mt) = match format {
         ManifestFormat::Oci => (media::OCI_MANIFEST, media::OCI_CONFIG),
         ManifestFormat::Docker => (media::DOCKER_MANIFEST, media::DOCKER_CONFIG),

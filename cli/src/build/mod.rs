@@ -1,0 +1,396 @@
+//! `rbuild build [OPTIONS] PATH|-` (and the bare `rbuild [OPTIONS] PATH`): parse the
+//! Dockerfile, lower it, solve it with the real worker, export the image and the other
+//! outputs, and print BuildKit-style progress and a summary on stderr.
+
+pub mod args;
+mod export;
+mod output;
+pub mod progress;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use miette::{IntoDiagnostic as _, miette};
+use rbuild_exporter::image::Platform as ExPlatform;
+use rbuild_exporter::registry::RegistryOptions;
+use rbuild_parser::Source;
+use rbuild_parser::dockerignore::load_for_build;
+use rbuild_solver::op::Network;
+use rbuild_solver::{BuildOptions, Platform, SolveOptions};
+
+use args::{BuildArgs, NetworkArg, ProgressMode};
+use progress::{Mode, Renderer};
+use worker::{RealWorker, WorkerConfig};
+
+/// Inserts `build` when the first argument that is not a global flag is neither a known
+/// subcommand nor a help/version flag: `rbuild -t app:1.0 .` is `rbuild build -t app:1.0 .`.
+pub fn implicit_build(args: Vec<OsString>, subcommands: &[String]) -> Vec<OsString> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == "--root" || a == "--insecure-registry" {
+            i += 2;
+            continue;
+        }
+        if a.starts_with("--root=") || a.starts_with("--insecure-registry=") {
+            i += 1;
+            continue;
+        }
+        let known = subcommands.iter().any(|s| *s == a)
+            || matches!(a.as_ref(), "-h" | "--help" | "-V" | "--version");
+        if known {
+            return args;
+        }
+        let mut out = args;
+        out.insert(i, OsString::from("build"));
+        return out;
+    }
+    args
+}
+
+/// Human size like Docker's (`4.2MB`).
+fn human_size(size: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = size as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < UNITS.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{size}B")
+    } else {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + UNITS[i]
+    }
+}
+
+fn progress_mode(args: &BuildArgs) -> Mode {
+    if args.quiet {
+        return Mode::Quiet;
+    }
+    match args.progress {
+        ProgressMode::Auto if std::io::stderr().is_terminal() => Mode::Tty,
+        ProgressMode::Auto | ProgressMode::Plain => Mode::Plain,
+        ProgressMode::Tty => Mode::Tty,
+        ProgressMode::Rawjson => Mode::Json,
+        ProgressMode::Quiet => Mode::Quiet,
+    }
+}
+
+/// The platform to build for: this machine's; others need emulation (not supported).
+fn target_platform(args: &BuildArgs) -> miette::Result<(Platform, bool)> {
+    let host = ExPlatform::host();
+    let host_p = Platform::parse(&host.to_string()).map_err(|e| miette!("host platform: {e}"))?;
+    let Some(spec) = &args.platform else {
+        return Ok((host_p, false));
+    };
+    if spec.contains(',') {
+        return Err(miette!(
+            "building for several platforms at once ({spec}) is not supported yet"
+        ));
+    }
+    let wanted: ExPlatform = spec
+        .parse()
+        .map_err(|e| miette!("--platform {spec}: {e}"))?;
+    if !wanted.matches(&host) && !host.matches(&wanted) {
+        return Err(miette!(
+            "building for {} needs qemu binfmt emulation on this {host} machine, which is not supported yet",
+            wanted.normalized()
+        ));
+    }
+    Ok((host_p, true))
+}
+
+/// The Dockerfile text and the path `.dockerignore` is looked up beside.
+struct Definition {
+    name: String,
+    text: String,
+    path: PathBuf,
+}
+
+fn read_definition(
+    args: &BuildArgs,
+    context: Option<&Path>,
+) -> miette::Result<Result<Definition, rbuild_parser::ParseError>> {
+    let path = match (&args.file, context) {
+        (Some(f), _) => f.clone(),
+        (None, Some(ctx)) => ctx.join("Dockerfile"),
+        (None, None) => PathBuf::from("-"),
+    };
+    Ok(crate::check::read_dockerfile(&path)?.map(|t| Definition {
+        name: if path == Path::new("-") {
+            "Dockerfile".to_string()
+        } else {
+            t.name
+        },
+        text: t.text,
+        path,
+    }))
+}
+
+pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCode> {
+    let started = Instant::now();
+    let mode = progress_mode(&args);
+    let (platform, explicit_platform) = target_platform(&args)?;
+    let (outputs, compression) = args::parse_outputs(&args.outputs).map_err(|e| miette!("{e}"))?;
+    let extra_hosts = args
+        .add_hosts
+        .iter()
+        .map(|h| args::parse_add_host(h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| miette!("{e}"))?;
+    let mut labels = BTreeMap::new();
+    for l in &args.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+
+    let context = if args.context == "-" {
+        None
+    } else {
+        let p = Path::new(&args.context);
+        Some(p.canonicalize().map_err(|e| {
+            miette!(
+                "unable to prepare context: path {:?} not found: {e}",
+                args.context
+            )
+        })?)
+    };
+    if context.is_none() && args.file.as_deref() == Some(Path::new("-")) {
+        return Err(miette!(
+            "invalid argument: can't use stdin for both build context and dockerfile"
+        ));
+    }
+    let renderer = Arc::new(Renderer::new(mode));
+    let n = renderer.begin(&format!(
+        "[internal] load build definition from {}",
+        args.file
+            .as_deref()
+            .and_then(|f| f.file_name())
+            .map_or("Dockerfile".into(), |f| f.to_string_lossy().into_owned())
+    ));
+    let def = match read_definition(&args, context.as_deref())? {
+        Ok(d) => d,
+        Err(e) => {
+            renderer.finish();
+            eprint!("{}", e.render());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    renderer.status(
+        n,
+        &format!("transferring dockerfile: {}B done", def.text.len()),
+    );
+    renderer.done(n);
+    let src = Source::new(def.name.clone(), def.text.clone());
+    let df = match rbuild_parser::parse_source(&src) {
+        Ok(df) => df,
+        Err(e) => {
+            renderer.finish();
+            eprint!("{}", e.render());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let ignore = match &context {
+        Some(ctx) => {
+            let n = renderer.begin("[internal] load .dockerignore");
+            let (found, patterns) = load_for_build(ctx, &def.path)
+                .into_diagnostic()
+                .map_err(|e| miette!("reading the .dockerignore file: {e}"))?;
+            let size = found
+                .as_deref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map_or(0, |m| m.len());
+            renderer.status(n, &format!("transferring context: {size}B done"));
+            renderer.done(n);
+            patterns
+        }
+        None => Vec::new(),
+    };
+
+    let mut build_args = crate::check::build_args(&args.build_args);
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH")
+        && !epoch.is_empty()
+    {
+        build_args
+            .entry("SOURCE_DATE_EPOCH".to_string())
+            .or_insert(epoch);
+    }
+    let epoch = match build_args
+        .get("SOURCE_DATE_EPOCH")
+        .filter(|v| !v.is_empty())
+    {
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| miette!("invalid SOURCE_DATE_EPOCH {v:?}: a Unix time in seconds"))?,
+        ),
+        None => None,
+    };
+    let opts = BuildOptions {
+        build_args,
+        target: args.target.clone(),
+        build_platform: platform.clone(),
+        target_platform: platform,
+        explicit_platform,
+        labels,
+        no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
+        network: match args.network {
+            NetworkArg::Default => Network::Default,
+            NetworkArg::None => Network::None,
+            NetworkArg::Host => Network::Host,
+        },
+        hostname: None,
+    };
+
+    let root =
+        rbuild_exporter::root::resolve_root(global.root.as_deref()).map_err(crate::images::err)?;
+    let registry = RegistryOptions {
+        insecure_registries: global.insecure_registries.clone(),
+        ..Default::default()
+    };
+    let notice_renderer = renderer.clone();
+    let notice: worker::Notice = Arc::new(move |line: &str| notice_renderer.println(line));
+    let worker = RealWorker::open(
+        WorkerConfig {
+            root,
+            context_dir: context.clone(),
+            ignore,
+            pull: args.pull,
+            registry: registry.clone(),
+            extra_hosts,
+        },
+        Some(notice),
+    )
+    .map_err(|e| miette!("{e}"))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    let solved = rt.block_on(async {
+        let graph = rbuild_solver::lower(&df, &opts, &worker).await?;
+        for (reference, digest) in resolved_images(&graph) {
+            let n = renderer.begin(&format!("[internal] load metadata for {reference}"));
+            renderer.status(n, &format!("resolved {digest}"));
+            renderer.done(n);
+        }
+        renderer.start_solver();
+        rbuild_solver::solve(&graph, &worker, renderer.clone(), &SolveOptions::default()).await
+    });
+    let solved = match solved {
+        Ok(s) => s,
+        Err(e) => {
+            renderer.finish();
+            eprint!("{}", e.render());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let ctx = output::Ctx {
+        args: &args,
+        worker: &worker,
+        renderer: &renderer,
+        rt: &rt,
+        registry: &registry,
+        compression,
+        epoch,
+    };
+    let summary = match output::write(&ctx, &solved, &outputs) {
+        Ok(s) => s,
+        Err(e) => {
+            renderer.finish();
+            return Err(miette!("{e}"));
+        }
+    };
+    renderer.finish();
+    drop(rt);
+    if let Some(id) = &summary.image_id {
+        if args.quiet {
+            println!("{id}");
+        } else if mode != Mode::Json {
+            renderer.println(&format!(
+                "built {id} ({}, {} steps run, {} cached) in {:.1}s",
+                human_size(summary.size),
+                solved.executed,
+                solved.cached,
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The base images the graph uses (reference, digest), in order, once each.
+fn resolved_images(graph: &rbuild_solver::BuildGraph) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for v in graph.vertices() {
+        if let rbuild_solver::Op::Image {
+            reference, digest, ..
+        } = &graph.vertex(v).op
+        {
+            let item = (reference.clone(), digest.clone());
+            if !out.contains(&item) {
+                out.push(item);
+            }
+        }
+    }
+    for s in &graph.stages {
+        if let Some(b) = &s.base_image {
+            let item = (b.reference.clone(), b.digest.clone());
+            if !out.contains(&item) {
+                out.push(item);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn bare_form_gets_build() {
+        let subs: Vec<String> = ["build", "images", "check"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            implicit_build(os(&["rbuild", "-t", "app:1.0", "."]), &subs),
+            os(&["rbuild", "build", "-t", "app:1.0", "."])
+        );
+        assert_eq!(
+            implicit_build(os(&["rbuild", "--root", "/r", "."]), &subs),
+            os(&["rbuild", "--root", "/r", "build", "."])
+        );
+        assert_eq!(
+            implicit_build(os(&["rbuild", "--root=/r", "images"]), &subs),
+            os(&["rbuild", "--root=/r", "images"])
+        );
+        assert_eq!(
+            implicit_build(os(&["rbuild", "--help"]), &subs),
+            os(&["rbuild", "--help"])
+        );
+        assert_eq!(implicit_build(os(&["rbuild"]), &subs), os(&["rbuild"]));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(4_200_000), "4.2MB");
+    }
+}

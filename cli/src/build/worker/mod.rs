@@ -1,0 +1,293 @@
+//! The real [`Worker`]: the solver's view of the world implemented over the executor
+//! (overlay snapshots, the sandbox, COPY/ADD, context hashing) and the exporter (content
+//! store, image index, pulls, layer blobs).
+//!
+//! State under the rbuild root (besides the exporter's content store and image index):
+//! - `snapshotter-v1/`: the executor's snapshotter; image layers are committed snapshots
+//!   `layer-<chain id hex>` (unpacked once, shared by every build), step results are
+//!   `b-<key prefix>-<unique>`;
+//! - `buildcache-v1/`: the cache key → snapshot map and per-snapshot records
+//!   ([`state`]);
+//! - `roots/build-*.json`: GC roots for the blobs the cache reuses;
+//! - `context-cache-v1/`: the context hasher's incremental records;
+//! - `cachemounts-v1/`: `RUN --mount=type=cache` directories;
+//! - `mnt-v1/`: temporary mount points (`<pid>-<n>`), cleaned up by the next build when
+//!   a killed process left some.
+//!
+//! Every blocking step runs in `spawn_blocking` (the solver drives all futures on one
+//! task); each cleans up after itself with guards ([`mounts`]) even when its future is
+//! dropped (a cancelled step's process is killed through a flag).
+
+mod exec;
+mod file;
+mod image;
+pub mod mounts;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rbuild_executor::Snapshotter;
+use rbuild_executor::context::{ContextHasher, Selection};
+use rbuild_exporter::Store;
+use rbuild_exporter::registry::RegistryOptions;
+use rbuild_solver::cache::CacheKey;
+use rbuild_solver::{
+    ContextSelection, ImageResolver, Op, Platform, ResolvedImage, ResultRef, VertexProgress,
+    Worker, WorkerError,
+};
+
+pub use state::State;
+
+/// The name of the main build context (the solver's `MAIN_CONTEXT`).
+pub const MAIN_CONTEXT: &str = "context";
+/// A result naming a local context: `context:<name>`.
+const CONTEXT_PREFIX: &str = "context:";
+
+/// How the worker was set up for one build.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The rbuild root.
+    pub root: PathBuf,
+    /// The build context directory (canonical); `None` for a build without context
+    /// (`rbuild build -`).
+    pub context_dir: Option<PathBuf>,
+    /// `.dockerignore` patterns.
+    pub ignore: Vec<String>,
+    /// `--pull`: always ask the registry.
+    pub pull: bool,
+    pub registry: RegistryOptions,
+    /// `--add-host` entries: (host, ip).
+    pub extra_hosts: Vec<(String, String)>,
+}
+
+/// Receives a line about work that has no vertex of its own (pulls while resolving).
+pub type Notice = Arc<dyn Fn(&str) + Send + Sync>;
+
+pub(crate) struct Inner {
+    pub cfg: WorkerConfig,
+    pub store: Store,
+    pub snapshotter: Snapshotter,
+    pub state: State,
+    hasher: ContextHasher,
+    mnt_dir: PathBuf,
+    counter: AtomicU64,
+    resolved: tokio::sync::Mutex<HashMap<(String, Platform), ResolvedImage>>,
+    notice: Option<Notice>,
+}
+
+/// The worker; cheap to clone.
+#[derive(Clone)]
+pub struct RealWorker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RealWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealWorker")
+            .field("root", &self.inner.cfg.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An error of the worker, as the solver takes it.
+pub(crate) fn werr(e: impl std::fmt::Display) -> WorkerError {
+    WorkerError::new(e.to_string())
+}
+
+/// Runs blocking work off the solver's task.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WorkerError> + Send + 'static,
+) -> Result<T, WorkerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WorkerError::new(format!("worker task failed: {e}")))?
+}
+
+impl RealWorker {
+    /// Opens the worker's state under `cfg.root` (creating it) and cleans up mount points a
+    /// killed build left behind.
+    pub fn open(cfg: WorkerConfig, notice: Option<Notice>) -> Result<RealWorker, String> {
+        let root = cfg.root.clone();
+        let store = Store::open(&root).map_err(|e| e.to_string())?;
+        let snapshotter = Snapshotter::open(root.join("snapshotter-v1"))
+            .map_err(|e| format!("opening the snapshotter: {e}"))?;
+        let state = State::open(&root)?;
+        let hasher =
+            ContextHasher::open(&root.join("context-cache-v1")).map_err(|e| e.to_string())?;
+        let mnt_dir = root.join("mnt-v1");
+        std::fs::create_dir_all(&mnt_dir).map_err(|e| format!("{}: {e}", mnt_dir.display()))?;
+        mounts::clean_stale(&mnt_dir);
+        Ok(RealWorker {
+            inner: Arc::new(Inner {
+                cfg,
+                store,
+                snapshotter,
+                state,
+                hasher,
+                mnt_dir,
+                counter: AtomicU64::new(0),
+                resolved: tokio::sync::Mutex::new(HashMap::new()),
+                notice,
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn snapshotter(&self) -> &Snapshotter {
+        &self.inner.snapshotter
+    }
+
+    pub fn state(&self) -> &State {
+        &self.inner.state
+    }
+
+    /// A fresh mount point guard under `mnt-v1/`.
+    pub fn mount_point(&self) -> Result<mounts::MountGuard, WorkerError> {
+        self.inner.mount_point()
+    }
+}
+
+impl Inner {
+    pub(crate) fn unique(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("{}-{n}-{nanos:x}", std::process::id())
+    }
+
+    pub(crate) fn mount_point(&self) -> Result<mounts::MountGuard, WorkerError> {
+        mounts::MountGuard::create(&self.mnt_dir.join(self.unique()))
+    }
+
+    /// The context directory a `context:<name>` result names.
+    pub(crate) fn context_dir(&self, name: &str) -> Result<&Path, WorkerError> {
+        if name != MAIN_CONTEXT {
+            return Err(WorkerError::new(format!(
+                "named context {name:?} is not supported yet"
+            )));
+        }
+        self.cfg.context_dir.as_deref().ok_or_else(|| {
+            WorkerError::new("this build has no context (the Dockerfile came from stdin with `-`)")
+        })
+    }
+
+    pub(crate) fn notice(&self, line: &str) {
+        if let Some(n) = &self.notice {
+            n(line);
+        }
+    }
+}
+
+/// What a result names: a local context or a committed snapshot.
+pub(crate) enum Input<'a> {
+    Context(&'a str),
+    Snapshot(&'a str),
+}
+
+pub(crate) fn input_of(r: &ResultRef) -> Input<'_> {
+    match r.0.strip_prefix(CONTEXT_PREFIX) {
+        Some(name) => Input::Context(name),
+        None => Input::Snapshot(&r.0),
+    }
+}
+
+/// A new snapshot name for a result of `key`.
+pub(crate) fn result_name(inner: &Inner, key: &CacheKey) -> String {
+    let hex = key.0.strip_prefix("sha256:").unwrap_or(&key.0);
+    format!("b-{}-{}", &hex[..hex.len().min(16)], inner.unique())
+}
+
+impl ImageResolver for RealWorker {
+    async fn resolve_image(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, WorkerError> {
+        image::resolve(&self.inner, reference, platform).await
+    }
+}
+
+impl Worker for RealWorker {
+    async fn hash_context(&self, selection: &ContextSelection) -> Result<String, WorkerError> {
+        let inner = self.inner.clone();
+        let sel = selection.clone();
+        blocking(move || {
+            let dir = inner.context_dir(&sel.name)?.to_path_buf();
+            let includes = if sel.include.is_empty() {
+                vec![".".to_string()]
+            } else {
+                sel.include.clone()
+            };
+            let selection = Selection {
+                includes,
+                ignore: inner.cfg.ignore.clone(),
+                exclude: sel.exclude.clone(),
+                follow_symlinks: true,
+            };
+            let digest = inner
+                .hasher
+                .hash_selection(&dir, &selection)
+                .map_err(|e| WorkerError::new(format!("failed to compute cache key: {e}")))?;
+            Ok(digest.digest.to_string())
+        })
+        .await
+    }
+
+    async fn cache_get(&self, key: &CacheKey) -> Result<Option<ResultRef>, WorkerError> {
+        let inner = self.inner.clone();
+        let key = key.0.clone();
+        blocking(move || {
+            let Some(result) = inner.state.get(&key) else {
+                return Ok(None);
+            };
+            if result.starts_with(CONTEXT_PREFIX) {
+                return Ok(Some(ResultRef(result)));
+            }
+            // A hit needs its snapshot, committed.
+            match inner.snapshotter.stat(&result) {
+                Ok(info) if info.kind == rbuild_executor::snapshot::Kind::Committed => {
+                    Ok(Some(ResultRef(result)))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn cache_put(&self, key: &CacheKey, result: &ResultRef) -> Result<(), WorkerError> {
+        let inner = self.inner.clone();
+        let key = key.0.clone();
+        let result = result.0.clone();
+        blocking(move || inner.state.put(&key, &result).map_err(WorkerError::new)).await
+    }
+
+    async fn execute(
+        &self,
+        op: &Op,
+        inputs: &[ResultRef],
+        key: &CacheKey,
+        progress: &VertexProgress,
+    ) -> Result<ResultRef, WorkerError> {
+        match op {
+            Op::Context(sel) => {
+                self.inner.context_dir(&sel.name)?;
+                Ok(ResultRef(format!("{CONTEXT_PREFIX}{}", sel.name)))
+            }
+            Op::Image {
+                reference,
+                digest,
+                platform,
+            } => image::execute(&self.inner, reference, digest, platform).await,
+            Op::File(spec) => file::execute(&self.inner, spec, inputs, key, progress).await,
+            Op::Exec(spec) => exec::execute(&self.inner, spec, inputs, key, progress).await,
+        }
+    }
+}
