@@ -78,6 +78,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// Names the operation (`pull localhost:5000/app:1`) the error happened in, unless
+    /// it already does: registry errors name it themselves.
+    pub fn in_operation(self, operation: &str) -> Error {
+        match self {
+            e @ (Error::Registry { .. }
+            | Error::RegistryTransport { .. }
+            | Error::RegistryProtocol { .. }
+            | Error::Context { .. }) => e,
+            other => Error::Context {
+                context: operation.to_string(),
+                source: Box::new(other),
+            },
+        }
+    }
+
     /// An I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {

@@ -58,17 +58,7 @@ pub async fn pull(
     let lease = store.lease()?;
     let registry = Registry::new(reference.domain(), opts.clone())?;
     let repo = registry.repository(reference.path(), false, op.clone());
-    let ctx = |e: Error| match e {
-        // Errors from the client already name the operation.
-        e @ (Error::Registry { .. }
-        | Error::RegistryTransport { .. }
-        | Error::RegistryProtocol { .. }
-        | Error::Context { .. }) => e,
-        other => Error::Context {
-            context: op.clone(),
-            source: Box::new(other),
-        },
-    };
+    let ctx = |e: Error| e.in_operation(&op);
 
     let top = repo.get_manifest(&remote_reference(reference)).await?;
     put_manifest(store, &top).map_err(ctx)?;

@@ -42,16 +42,7 @@ pub async fn push(
     progress: &dyn Progress,
 ) -> Result<PushReport> {
     let op = format!("push {dest}");
-    let ctx = |e: Error| match e {
-        e @ (Error::Registry { .. }
-        | Error::RegistryTransport { .. }
-        | Error::RegistryProtocol { .. }
-        | Error::Context { .. }) => e,
-        other => Error::Context {
-            context: op.clone(),
-            source: Box::new(other),
-        },
-    };
+    let ctx = |e: Error| e.in_operation(&op);
     let _lease = store.lease().map_err(ctx)?;
     let image = Image::load(store, &record.target).map_err(ctx)?;
     let registry = Registry::new(dest.domain(), opts.clone())?;

@@ -42,13 +42,7 @@ pub fn parse_www_authenticate(header: &str) -> Vec<Challenge> {
         // Either a new scheme, or (after a scheme) a `name=value` parameter.
         p.skip_ws();
         if p.peek() == Some(b'=') && !out.is_empty() {
-            p.i += 1;
-            p.skip_ws();
-            let value = if p.peek() == Some(b'"') {
-                p.quoted()
-            } else {
-                p.token().unwrap_or_default()
-            };
+            let value = p.param_value();
             if let Some(last) = out.last_mut() {
                 last.params.insert(token.to_ascii_lowercase(), value);
             }
@@ -63,13 +57,7 @@ pub fn parse_www_authenticate(header: &str) -> Vec<Challenge> {
         if let Some(name) = p.token() {
             p.skip_ws();
             if p.peek() == Some(b'=') {
-                p.i += 1;
-                p.skip_ws();
-                let value = if p.peek() == Some(b'"') {
-                    p.quoted()
-                } else {
-                    p.token().unwrap_or_default()
-                };
+                let value = p.param_value();
                 if let Some(last) = out.last_mut() {
                     last.params.insert(name.to_ascii_lowercase(), value);
                 }
@@ -87,6 +75,19 @@ pub fn parse_www_authenticate(header: &str) -> Vec<Challenge> {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+}
+
+impl Parser<'_> {
+    /// After a parameter name, at its `=`: the value, quoted or a bare token.
+    fn param_value(&mut self) -> String {
+        self.i += 1;
+        self.skip_ws();
+        if self.peek() == Some(b'"') {
+            self.quoted()
+        } else {
+            self.token().unwrap_or_default()
+        }
+    }
 }
 
 impl Parser<'_> {
