@@ -136,7 +136,7 @@ pub(crate) fn setup(spec: &InitSpec) -> Result<()> {
                 };
                 sys::mount(
                     Some("tmpfs"),
-                    &secure_join(rootfs, target)?,
+                    &dev_target(rootfs, target, true)?,
                     Some("tmpfs"),
                     M::MS_NOSUID | M::MS_NODEV,
                     Some(&data),
@@ -145,7 +145,7 @@ pub(crate) fn setup(spec: &InitSpec) -> Result<()> {
         }
     }
     for (source, target, readonly) in binds {
-        let target = secure_join(rootfs, target)?;
+        let target = dev_target(rootfs, target, source.is_dir())?;
         sys::bind_mount(source, &target, true, false)?;
         if readonly {
             sys::remount_readonly(&target, M::empty())?;
@@ -154,6 +154,25 @@ pub(crate) fn setup(spec: &InitSpec) -> Result<()> {
 
     sys::pivot_root(rootfs)?;
     mask_paths()
+}
+
+/// A mount target resolved in the rootfs. Targets below `/dev` live on the fresh `/dev`
+/// tmpfs, which hides the stubs the caller made: create them there (BuildKit's RUN heredoc
+/// scripts are bind-mounted at `/dev/pipes/`).
+fn dev_target(rootfs: &Path, target: &str, dir: bool) -> Result<PathBuf> {
+    let path = secure_join(rootfs, target)?;
+    let under_dev = path.starts_with(rootfs.join("dev"));
+    if under_dev && std::fs::symlink_metadata(&path).is_err() {
+        let made = if dir {
+            std::fs::create_dir_all(&path)
+        } else {
+            path.parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::File::create(&path).map(drop))
+        };
+        made.map_err(|e| Error::io("create mount target", &path, e))?;
+    }
+    Ok(path)
 }
 
 fn setup_dev(dev: &Path) -> Result<()> {
