@@ -1,6 +1,7 @@
 //! The `rbuild` binary's one integration-test binary: commands run as a user runs them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod build;
 mod check;
 mod images;
 mod import;

@@ -63,7 +63,7 @@ struct Held {
     locks: Vec<FileLock>,
 }
 
-fn snapshot_input<'a>(inputs: &'a [ResultRef], i: usize) -> Result<&'a ResultRef, WorkerError> {
+fn snapshot_input(inputs: &[ResultRef], i: usize) -> Result<&ResultRef, WorkerError> {
     inputs
         .get(i)
         .ok_or_else(|| werr(format!("exec input {i} missing")))

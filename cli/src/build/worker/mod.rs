@@ -71,7 +71,9 @@ pub(crate) struct Inner {
     pub store: Store,
     pub snapshotter: Snapshotter,
     pub state: State,
-    hasher: ContextHasher,
+    /// One hash at a time: the hasher's record file is read, updated and replaced whole
+    /// (it walks on rayon's pool anyway).
+    hasher: std::sync::Mutex<ContextHasher>,
     mnt_dir: PathBuf,
     counter: AtomicU64,
     resolved: tokio::sync::Mutex<HashMap<(String, Platform), ResolvedImage>>,
@@ -126,7 +128,7 @@ impl RealWorker {
                 store,
                 snapshotter,
                 state,
-                hasher,
+                hasher: std::sync::Mutex::new(hasher),
                 mnt_dir,
                 counter: AtomicU64::new(0),
                 resolved: tokio::sync::Mutex::new(HashMap::new()),
@@ -232,8 +234,8 @@ impl Worker for RealWorker {
                 exclude: sel.exclude.clone(),
                 follow_symlinks: true,
             };
-            let digest = inner
-                .hasher
+            let hasher = inner.hasher.lock().unwrap_or_else(|p| p.into_inner());
+            let digest = hasher
                 .hash_selection(&dir, &selection)
                 .map_err(|e| WorkerError::new(format!("failed to compute cache key: {e}")))?;
             Ok(digest.digest.to_string())

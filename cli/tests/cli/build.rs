@@ -1,0 +1,525 @@
+//! `rbuild build` end to end, as root, on the offline busybox base image
+//! (`scripts/busybox-image`): the cases under `testdata/build/<case>/` are built and their
+//! layers and config compared with `expected-tree.txt` / `expected-config.json`
+//! (`RBUILD_BLESS=1` rewrites them), then the cache's behaviour across builds.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use crate::workspace;
+
+mod cache;
+mod differential;
+
+/// Skips (returns None) unless root with busybox-static; else the base image archive.
+pub fn base_archive() -> Option<&'static Path> {
+    static BASE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let root = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"));
+        if !root {
+            println!("skipped: rbuild build needs root");
+            return None;
+        }
+        if !Path::new("/bin/busybox").exists() {
+            println!("skipped: busybox-static not installed");
+            return None;
+        }
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("build-base-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = dir.join("store");
+        let out = Command::new(workspace().join("scripts/busybox-image"))
+            .arg(env!("CARGO_BIN_EXE_rbuild"))
+            .env("RBUILD_ROOT", &store)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tar = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build-busybox.tar");
+        let tmp = dir.join("busybox.tar");
+        let out = crate::rbuild_at(
+            &store,
+            &["save", "-o", tmp.to_str().unwrap(), "busybox:latest"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::rename(&tmp, &tar).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        Some(tar)
+    })
+    .as_deref()
+}
+
+/// A fresh rbuild root with the busybox base loaded, removed on drop.
+pub struct Root {
+    pub dir: tempfile::TempDir,
+}
+
+impl Root {
+    pub fn new() -> Option<Root> {
+        let base = base_archive()?;
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-build-test-")
+            .tempdir()
+            .unwrap();
+        let out = crate::rbuild_at(dir.path(), &["load", "-q", "-i", base.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Root { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `rbuild build --progress=plain ARGS` in this root.
+    pub fn build(&self, args: &[&str]) -> Output {
+        self.build_env(args, &[])
+    }
+
+    pub fn build_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+        cmd.arg("build").arg("--progress=plain").args(args);
+        cmd.env("RBUILD_ROOT", self.path())
+            .env_remove("SOURCE_DATE_EPOCH");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Builds and asserts success; returns stderr.
+    pub fn build_ok(&self, args: &[&str]) -> String {
+        let out = self.build(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "build {args:?} failed:\n{err}");
+        err
+    }
+
+    /// The image `reference` as an OCI layout: (config, layers' entries).
+    pub fn image(&self, reference: &str) -> SavedImage {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        let out = crate::rbuild_at(
+            self.path(),
+            &[
+                "save",
+                "--format",
+                "oci-dir",
+                "-o",
+                layout.to_str().unwrap(),
+                reference,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SavedImage::read(&layout)
+    }
+
+    /// The image ID of `reference`.
+    pub fn image_id(&self, reference: &str) -> String {
+        let out = crate::rbuild_at(self.path(), &["images", "-q", "--no-trunc", reference]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// One tar entry of a layer, rendered for golden files.
+pub struct Entry {
+    pub path: String,
+    pub line: String,
+    pub content: Vec<u8>,
+}
+
+pub struct SavedImage {
+    pub config: Value,
+    pub layers: Vec<Vec<Entry>>,
+}
+
+fn blob(layout: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.trim_start_matches("sha256:");
+    std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap()
+}
+
+impl SavedImage {
+    fn read(layout: &Path) -> SavedImage {
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let manifest: Value = serde_json::from_slice(&blob(
+            layout,
+            index["manifests"][0]["digest"].as_str().unwrap(),
+        ))
+        .unwrap();
+        let config: Value = serde_json::from_slice(&blob(
+            layout,
+            manifest["config"]["digest"].as_str().unwrap(),
+        ))
+        .unwrap();
+        let mut layers = Vec::new();
+        for l in manifest["layers"].as_array().unwrap() {
+            let bytes = blob(layout, l["digest"].as_str().unwrap());
+            let reader: Box<dyn std::io::Read> = if bytes.starts_with(&[0x1f, 0x8b]) {
+                Box::new(flate2::read::GzDecoder::new(&bytes[..]))
+            } else {
+                Box::new(&bytes[..])
+            };
+            let mut archive = tar::Archive::new(reader);
+            let mut entries = Vec::new();
+            for e in archive.entries().unwrap() {
+                let mut e = e.unwrap();
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                let h = e.header();
+                let mode = h.mode().unwrap() & 0o7777;
+                let (uid, gid) = (h.uid().unwrap(), h.gid().unwrap());
+                let kind = h.entry_type();
+                let link = e
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned());
+                let mut content = Vec::new();
+                e.read_to_end(&mut content).unwrap();
+                let line = match (kind, link) {
+                    (tar::EntryType::Symlink, Some(l)) => {
+                        format!("l {mode:04o} {uid}:{gid} {path} -> {l}")
+                    }
+                    (tar::EntryType::Link, Some(l)) => {
+                        format!("h {mode:04o} {uid}:{gid} {path} => {l}")
+                    }
+                    (tar::EntryType::Directory, _) => format!("d {mode:04o} {uid}:{gid} {path}"),
+                    _ => {
+                        let shown = match std::str::from_utf8(&content) {
+                            Ok(s) if s.len() <= 80 => format!("{s:?}"),
+                            _ => format!(
+                                "sha256:{}",
+                                &hex::encode(sha2::Sha256::digest(&content))[..16]
+                            ),
+                        };
+                        format!("f {mode:04o} {uid}:{gid} {path} {} {shown}", content.len())
+                    }
+                };
+                entries.push(Entry {
+                    path,
+                    line,
+                    content,
+                });
+            }
+            layers.push(entries);
+        }
+        SavedImage { config, layers }
+    }
+
+    /// The layers after the busybox base, one block per layer.
+    pub fn tree(&self) -> String {
+        let mut out = String::new();
+        for (i, layer) in self.layers.iter().enumerate().skip(1) {
+            out.push_str(&format!("# layer {i}\n"));
+            for e in layer {
+                out.push_str(&e.line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// A file's content, from the topmost layer that has it.
+    pub fn file(&self, path: &str) -> Option<String> {
+        let path = path.trim_start_matches('/');
+        self.layers.iter().rev().find_map(|l| {
+            l.iter()
+                .find(|e| e.path == path)
+                .map(|e| String::from_utf8_lossy(&e.content).into_owned())
+        })
+    }
+
+    /// The config without times and digests: platform, `config`, history after the base.
+    pub fn config_summary(&self) -> Value {
+        let history: Vec<Value> = self.config["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1)
+            .map(|h| {
+                json!({
+                    "created_by": h["created_by"],
+                    "empty_layer": h.get("empty_layer").cloned().unwrap_or(json!(false)),
+                })
+            })
+            .collect();
+        json!({
+            "architecture": self.config["architecture"],
+            "os": self.config["os"],
+            "config": self.config["config"],
+            "layers": self.layers.len(),
+            "diff_ids": self.config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+            "history": history,
+        })
+    }
+}
+
+/// Compares with a golden file (`RBUILD_BLESS=1` rewrites it).
+pub fn golden(path: &Path, actual: &str) {
+    if std::env::var_os("RBUILD_BLESS").is_some() {
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path)
+        .unwrap_or_else(|_| panic!("{} missing: run with RBUILD_BLESS=1", path.display()));
+    assert_eq!(
+        expected,
+        actual,
+        "{} differs (RBUILD_BLESS=1 rewrites it)",
+        path.display()
+    );
+}
+
+pub fn case_dir(case: &str) -> PathBuf {
+    workspace().join("testdata/build").join(case)
+}
+
+/// A copy of a case's context in a temp dir (tests that edit files).
+pub fn copy_case(case: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("rbuild-build-ctx-")
+        .tempdir()
+        .unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", case_dir(case).display()))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir
+}
+
+/// Builds `case` and checks its layers and config against the golden files.
+fn check_case(case: &str) {
+    let Some(root) = Root::new() else { return };
+    let dir = case_dir(case);
+    let tag = format!("case-{case}:1");
+    let err = root.build_ok(&["-t", &tag, dir.to_str().unwrap()]);
+    let image = root.image(&tag);
+    golden(&dir.join("expected-tree.txt"), &image.tree());
+    let config = serde_json::to_string_pretty(&image.config_summary()).unwrap() + "\n";
+    golden(&dir.join("expected-config.json"), &config);
+    if case == "multistage" {
+        assert!(
+            !err.contains("must never run"),
+            "the unused stage ran:\n{err}"
+        );
+        assert!(
+            !err.contains("[unused"),
+            "the unused stage was lowered:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn case_basic() {
+    check_case("basic");
+}
+
+#[test]
+fn case_multistage() {
+    check_case("multistage");
+}
+
+#[test]
+fn case_heredoc() {
+    check_case("heredoc");
+}
+
+#[test]
+fn case_user() {
+    check_case("user");
+}
+
+#[test]
+fn case_dockerignore() {
+    check_case("dockerignore");
+}
+
+#[test]
+fn case_add_tar() {
+    check_case("add-tar");
+}
+
+#[test]
+fn case_cache_mount() {
+    check_case("cache-mount");
+}
+
+#[test]
+fn failing_run_reports_location_exit_code_and_output() {
+    let Some(root) = Root::new() else { return };
+    let out = root.build(&[case_dir("fail").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("fail/Dockerfile:4:1"), "{err}");
+    assert!(
+        err.contains("did not complete successfully: exit code: 3"),
+        "{err}"
+    );
+    assert!(
+        err.contains("last lines of output:\nline one\nline two"),
+        "{err}"
+    );
+    assert!(err.contains("4 | RUN echo \"line one\""), "{err}");
+    assert!(!err.contains("never runs"), "{err}");
+}
+
+#[test]
+fn dockerfile_errors_render_like_a_compiler() {
+    let Some(root) = Root::new() else { return };
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nCOPY --form=x a b\n",
+    )
+    .unwrap();
+    let out = root.build(&[ctx.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Dockerfile:2:6"), "{err}");
+    assert!(err.contains("did you mean `--from`?"), "{err}");
+}
+
+#[test]
+fn other_platforms_fail_clearly() {
+    let Some(root) = Root::new() else { return };
+    let arch = if cfg!(target_arch = "aarch64") {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let out = root.build(&[
+        "--platform",
+        &format!("linux/{arch}"),
+        case_dir("basic").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("building for linux/{arch} needs qemu binfmt")),
+        "{err}"
+    );
+}
+
+#[test]
+fn bare_form_outputs_and_files() {
+    let Some(root) = Root::new() else { return };
+    let out_dir = tempfile::tempdir().unwrap();
+    let o = |n: &str| out_dir.path().join(n).to_string_lossy().into_owned();
+    let ctx = case_dir("basic");
+    // The bare form, with --iidfile and --metadata-file.
+    let out = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .args([
+            "--root",
+            root.path().to_str().unwrap(),
+            "-t",
+            "bare:1",
+            "-t",
+            "bare:2",
+            "-q",
+        ])
+        .args(["--iidfile", &o("iid"), "--metadata-file", &o("meta.json")])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(std::fs::read_to_string(o("iid")).unwrap(), id);
+    let meta: Value = serde_json::from_slice(&std::fs::read(o("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.config.digest"], json!(id));
+    assert_eq!(
+        meta["image.name"],
+        json!("docker.io/library/bare:1,docker.io/library/bare:2")
+    );
+    assert_eq!(root.image_id("bare:2"), id);
+    // Local directory and tarball outputs.
+    let local = o("rootfs");
+    root.build_ok(&[
+        "-o",
+        &format!("type=local,dest={local}"),
+        "-o",
+        &format!("type=tar,dest={}", o("rootfs.tar")),
+        ctx.to_str().unwrap(),
+    ]);
+    let ab = std::fs::read_to_string(Path::new(&local).join("app/out/ab.txt")).unwrap();
+    assert_eq!(ab, "alpha\nbeta\n");
+    assert!(Path::new(&local).join("bin/busybox").is_file());
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(o("rootfs.tar"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.lines().any(|l| l == "app/out/ab.txt"), "{listing}");
+    // An OCI archive (zstd layers).
+    root.build_ok(&[
+        "-o",
+        &format!("type=oci,dest={},compression=zstd", o("img.tar")),
+        ctx.to_str().unwrap(),
+    ]);
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(o("img.tar"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("index.json"));
+}
+
+/// Names of the steps that ran (not cached) in a plain progress log.
+pub fn executed_steps(log: &str) -> Vec<String> {
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut ran = Vec::new();
+    for line in log.lines() {
+        let Some(rest) = line.strip_prefix('#') else {
+            continue;
+        };
+        let Some((n, text)) = rest.split_once(' ') else {
+            continue;
+        };
+        if text.starts_with("DONE ") {
+            if let Some(name) = names.get(n) {
+                if !name.starts_with("[internal] load build definition")
+                    && !name.starts_with("[internal] load .dockerignore")
+                    && !name.starts_with("[internal] load metadata")
+                    && !name.starts_with("exporting")
+                {
+                    ran.push(name.clone());
+                }
+            }
+        } else if !names.contains_key(n) {
+            names.insert(n.to_string(), text.to_string());
+        }
+    }
+    ran
+}
