@@ -1,1 +1,154 @@
-//! placeholder
+//! The same Dockerfiles built by `docker build` with BuildKit (`DOCKER_BUILDKIT=1`), where a
+//! Docker daemon and buildx answer (not in CI): the final file trees and the key config
+//! fields must agree. Our busybox base is loaded into Docker under a test-only name.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::{Root, SavedImage, case_dir};
+
+const BASE: &str = "rbuild-difftest-busybox:latest";
+
+/// Removes the test's images from Docker on drop.
+struct DockerImages(Vec<String>);
+
+impl Drop for DockerImages {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .arg("rmi")
+            .arg("-f")
+            .args(&self.0)
+            .output();
+    }
+}
+
+/// The merged file tree of the layers after the base: path → entry line (whiteouts applied).
+fn merged(image: &SavedImage) -> BTreeMap<String, String> {
+    let mut tree = BTreeMap::new();
+    for layer in image.layers.iter().skip(1) {
+        for e in layer {
+            let path = e.path.trim_end_matches('/').to_string();
+            let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
+            if name == ".wh..wh..opq" {
+                let prefix = format!("{dir}/");
+                tree.retain(|p: &String, _| !p.starts_with(&prefix));
+            } else if let Some(gone) = name.strip_prefix(".wh.") {
+                let gone = if dir.is_empty() {
+                    gone.to_string()
+                } else {
+                    format!("{dir}/{gone}")
+                };
+                let prefix = format!("{gone}/");
+                tree.retain(|p: &String, _| *p != gone && !p.starts_with(&prefix));
+            } else {
+                tree.insert(
+                    path,
+                    e.line
+                        .trim_end_matches('/')
+                        .replace(&format!("{}/", e.path.trim_end_matches('/')), &e.path),
+                );
+            }
+        }
+    }
+    tree
+}
+
+fn key_config(image: &SavedImage) -> Value {
+    let c = &image.config["config"];
+    let history: Vec<Value> = image.config["history"]
+        .as_array()
+        .map(|h| h.iter().skip(1).map(|e| e["created_by"].clone()).collect())
+        .unwrap_or_default();
+    serde_json::json!({
+        "Env": c["Env"], "Cmd": c["Cmd"], "Entrypoint": c["Entrypoint"],
+        "WorkingDir": c["WorkingDir"], "User": c["User"], "Labels": c["Labels"],
+        "ExposedPorts": c["ExposedPorts"], "history": history,
+    })
+}
+
+#[test]
+fn docker_buildkit_builds_the_same_images() {
+    let Some(root) = Root::new() else { return };
+    let docker_ok = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !docker_ok {
+        println!("skipped: no Docker daemon");
+        return;
+    }
+    let mut cleanup = DockerImages(vec![BASE.to_string()]);
+    let tag = crate::rbuild_at(root.path(), &["tag", "busybox:latest", BASE]);
+    assert!(tag.status.success());
+    let load = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} save {BASE} | docker load",
+            env!("CARGO_BIN_EXE_rbuild")
+        ))
+        .env("RBUILD_ROOT", root.path())
+        .output()
+        .unwrap();
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let base_arg = format!("BASE={BASE}");
+    for case in [
+        "basic",
+        "multistage",
+        "heredoc",
+        "user",
+        "dockerignore",
+        "add-tar",
+    ] {
+        let ctx = case_dir(case);
+        let docker_tag = format!("rbuild-difftest-{case}:1");
+        let out = Command::new("docker")
+            .env("DOCKER_BUILDKIT", "1")
+            .args(["build", "-q", "--build-arg", &base_arg, "-t", &docker_tag])
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && err.contains("buildx") {
+            println!("skipped: docker has no BuildKit (buildx) here");
+            return;
+        }
+        assert!(out.status.success(), "docker build {case}: {err}");
+        cleanup.0.push(docker_tag.clone());
+        let archive = tempfile::NamedTempFile::new().unwrap();
+        let saved = Command::new("docker")
+            .args(["save", "-o"])
+            .arg(archive.path())
+            .arg(&docker_tag)
+            .output()
+            .unwrap();
+        assert!(saved.status.success());
+        let loaded = crate::rbuild_at(
+            root.path(),
+            &["load", "-q", "-i", archive.path().to_str().unwrap()],
+        );
+        assert!(
+            loaded.status.success(),
+            "{}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
+        let ours = format!("ours-{case}:1");
+        root.build_ok(&["--build-arg", &base_arg, "-t", &ours, ctx.to_str().unwrap()]);
+        let (a, b) = (root.image(&ours), root.image(&docker_tag));
+        assert_eq!(
+            merged(&a),
+            merged(&b),
+            "{case}: file trees differ (ours left, docker right)"
+        );
+        assert_eq!(
+            key_config(&a),
+            key_config(&b),
+            "{case}: configs differ (ours left, docker right)"
+        );
+    }
+}
