@@ -43,12 +43,8 @@ fn merged(image: &SavedImage) -> BTreeMap<String, String> {
                 let prefix = format!("{gone}/");
                 tree.retain(|p: &String, _| *p != gone && !p.starts_with(&prefix));
             } else {
-                tree.insert(
-                    path,
-                    e.line
-                        .trim_end_matches('/')
-                        .replace(&format!("{}/", e.path.trim_end_matches('/')), &e.path),
-                );
+                let line = e.line.replacen(&e.path, &path, 1);
+                tree.insert(path, line);
             }
         }
     }
