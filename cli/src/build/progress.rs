@@ -76,12 +76,12 @@ impl Renderer {
     pub fn println(&self, line: &str) {
         match (&self.multi, self.mode) {
             (_, Mode::Quiet | Mode::Json) => {}
-            (Some(m), _) => {
+            (Some(m), _) if !m.is_hidden() => {
                 if m.println(line).is_err() {
                     eprintln!("{line}");
                 }
             }
-            (None, _) => {
+            _ => {
                 let mut err = std::io::stderr().lock();
                 let _ = writeln!(err, "{line}");
             }

@@ -137,3 +137,24 @@ fn cache_mounts_persist_across_builds() {
     assert_eq!(root.image("cm:1").file("runs.txt").as_deref(), Some("1\n"));
     assert_eq!(root.image("cm:2").file("runs.txt").as_deref(), Some("2\n"));
 }
+
+#[test]
+fn cached_layers_survive_system_prune() {
+    let Some(root) = Root::new() else { return };
+    let ctx = case_dir("basic");
+    let (first, _) = build_id(&root, &ctx, &["-t", "pruned:1"]);
+    let rmi = crate::rbuild_at(root.path(), &["rmi", "pruned:1"]);
+    assert!(rmi.status.success());
+    let prune = crate::rbuild_at(root.path(), &["system", "prune", "-f"]);
+    assert!(
+        prune.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prune.stderr)
+    );
+    let (second, log) = build_id(&root, &ctx, &["-t", "pruned:1"]);
+    assert_eq!(first, second, "{log}");
+    assert!(
+        log.contains("(6 layers, 0 written)"),
+        "the cached layer blobs were kept:\n{log}"
+    );
+}
