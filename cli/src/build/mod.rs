@@ -278,7 +278,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         .enable_all()
         .build()
         .into_diagnostic()?;
-    let solved = rt.block_on(async {
+    let build = async {
         let graph = rbuild_solver::lower(&df, &opts, &worker).await?;
         for (reference, digest) in resolved_images(&graph) {
             let n = renderer.begin(&format!("[internal] load metadata for {reference}"));
@@ -287,7 +287,26 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         }
         renderer.start_solver();
         rbuild_solver::solve(&graph, &worker, renderer.clone(), &SolveOptions::default()).await
+    };
+    // Ctrl-C drops the build: running steps are killed and every step's guards unmount and
+    // remove what it set up before the runtime (waiting for blocking work) is dropped.
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let solved = rt.block_on(async {
+        match futures_util::future::select(Box::pin(build), Box::pin(interrupted)).await {
+            futures_util::future::Either::Left((r, _)) => Some(r),
+            futures_util::future::Either::Right(_) => None,
+        }
     });
+    let Some(solved) = solved else {
+        renderer.finish();
+        drop(rt);
+        eprintln!("Error: the build was interrupted");
+        return Ok(ExitCode::from(130));
+    };
     let solved = match solved {
         Ok(s) => s,
         Err(e) => {
