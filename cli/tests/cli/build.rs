@@ -523,3 +523,91 @@ pub fn executed_steps(log: &str) -> Vec<String> {
     }
     ran
 }
+
+/// Serves `body` over HTTP on localhost for every request until the listener is dropped.
+fn serve(body: &'static [u8]) -> u16 {
+    use std::io::Write as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    port
+}
+
+#[test]
+fn add_url_downloads_and_verifies_checksums() {
+    let Some(root) = Root::new() else { return };
+    const BODY: &[u8] = b"downloaded content\n";
+    let port = serve(BODY);
+    let sum = hex::encode(sha2::Sha256::digest(BODY));
+    let ctx = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}/dir/file.txt");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM busybox\nADD --checksum=sha256:{sum} {url} /dl/\nADD {url} /dl/named.txt\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+    for v in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(v);
+    }
+    let out = cmd
+        .env("RBUILD_ROOT", root.path())
+        .args(["build", "--progress=plain", "-t", "dl:1"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = root.image("dl:1");
+    assert_eq!(
+        image.file("dl/file.txt").as_deref(),
+        Some("downloaded content\n")
+    );
+    assert_eq!(
+        image.file("dl/named.txt").as_deref(),
+        Some("downloaded content\n")
+    );
+    let line = &image.layers[1]
+        .iter()
+        .find(|e| e.path == "dl/file.txt")
+        .unwrap()
+        .line;
+    assert!(line.starts_with("f 0600 0:0 "), "{line}");
+
+    // A wrong checksum fails the step.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM busybox\nADD --checksum=sha256:{} {url} /dl/\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Dockerfile:2:1"), "{err}");
+    assert!(err.to_lowercase().contains("checksum"), "{err}");
+}
