@@ -64,6 +64,10 @@ pub enum Error {
     /// The sandbox init failed before the user's command started.
     #[error("sandbox: {0}")]
     Sandbox(String),
+    /// Container networking failed: netns, bridge, veth, address, route, firewall rule, IP
+    /// allocation or port proxy (`op` says which, with the object it worked on).
+    #[error("network: {op}: {reason}")]
+    Network { op: String, reason: String },
     // ---- fileop (COPY/ADD) and context hashing ----
     /// A COPY/ADD source (or a context selection) does not exist. `path` is root-relative.
     #[error("{path:?}: not found")]
@@ -127,6 +131,14 @@ impl Error {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    /// An [`Error::Network`] for `op`.
+    pub fn network(op: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Network {
+            op: op.into(),
+            reason: reason.to_string(),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod cgroup;
 pub mod context;
 pub mod error;
 pub mod fileop;
+pub mod net;
 pub mod sandbox;
 mod sandbox_init;
 mod sandbox_rootfs;

@@ -23,6 +23,9 @@ use crate::error::{Error, Result};
 
 pub use nix::mount::MsFlags as MountFlags;
 
+mod netns;
+pub use netns::{is_netns_file, setns_net_this_thread, thread_netns_path, unshare_net_this_thread};
+
 /// `mount(2)`.
 pub fn mount(
     source: Option<&str>,

@@ -6,5 +6,6 @@
 mod common;
 mod context;
 mod fileop;
+mod net;
 mod sandbox;
 mod snapshot;
