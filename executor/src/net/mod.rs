@@ -4,6 +4,10 @@
 //! forwarding rules in chains of their own, the userland port proxy for `-p`, and the
 //! container's `resolv.conf`/`hosts`.
 //!
+//! Everything here blocks (netlink, iptables, the lock file): call it from
+//! `spawn_blocking` in async code. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN for the netns
+//! bind mounts) and, with the firewall managed (the default), the `iptables` command.
+//!
 //! Typical use by `rbuild run`:
 //! ```no_run
 //! # fn main() -> rbuild_executor::Result<()> {

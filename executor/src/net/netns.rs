@@ -106,7 +106,11 @@ impl NetNs {
 
 /// Unmounts (when mounted) and unlinks a namespace file; a missing file is fine.
 pub(crate) fn remove_path(path: &Path) -> Result<()> {
-    if sys::is_netns_file(path) {
+    // Stacked mounts (a namespace created twice over a crash) come off one at a time.
+    for _ in 0..8 {
+        if !sys::is_netns_file(path) {
+            break;
+        }
         sys::unmount(path, true)?;
     }
     match fs::remove_file(path) {

@@ -347,6 +347,19 @@ fn published_ports_tcp_udp_and_dnat() {
     }
     drop(pu);
 
+    // A host port range with its first port taken: the next one is used.
+    let taken = TcpListener::bind((own_lo, 0)).unwrap();
+    let first = taken.local_addr().unwrap().port();
+    let spec = format!("{own_lo}:{first}-{}:7001", first + 2);
+    let m = parse_publish(&spec).unwrap();
+    let pr = PortProxy::start_mapping(&m[0], ep.ip).unwrap();
+    assert!(
+        (first + 1..=first + 2).contains(&pr.local_addr().port()),
+        "{spec}"
+    );
+    assert_eq!(tcp_roundtrip_from(None, pr.local_addr(), b"r"), b"ctr:r");
+    drop((pr, taken));
+
     // Through the bridge's publish: proxy on all addresses plus DNAT/forward rules. The
     // host reaches it on loopback (proxy) and on the gateway address (DNAT in OUTPUT).
     let maps = parse_publish("7001").unwrap();
@@ -387,12 +400,29 @@ fn cleanup_stale_removes_leftovers_of_dead_containers() {
     let ghost = NetNs::create(&net.netns_dir(), &format!("{}-ghost", net.bridge.name())).unwrap();
     assert!(ghost.path().exists());
 
+    // A container whose lease got lost (its veth, namespace and rules are still found: by
+    // the veth's alias, the namespace file's name and the rules' comments).
+    let lost = net.bridge.connect("lost", "lost").unwrap();
+    drop(
+        net.bridge
+            .publish(&lost, &parse_publish("127.0.0.1::81/udp").unwrap())
+            .unwrap(),
+    );
+    let ipam = net.dir.path().join("state/ipam.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ipam).unwrap()).unwrap();
+    v["leases"].as_object_mut().unwrap().remove("lost");
+    std::fs::write(&ipam, v.to_string()).unwrap();
+
     let live_ids: HashSet<String> = ["alive".to_string()].into();
     let report = net.bridge.cleanup_stale(&live_ids).unwrap();
     assert_eq!(report.leases, ["dead1", "dead2"]);
     assert!(report.netns.iter().any(|p| p == ghost.path()), "{report:?}");
+    assert_eq!(report.veths, [lost.veth_host.clone()]);
+    assert_eq!(report.rule_owners, ["lost"]);
     net.assert_gone(&dead1);
     net.assert_gone(&dead2);
+    net.assert_gone(&lost);
     assert!(!ghost.path().exists());
     assert_eq!(net.leases(), ["alive"]);
     assert!(link_exists(&live.veth_host));
