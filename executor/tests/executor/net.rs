@@ -418,7 +418,7 @@ fn cleanup_stale_removes_leftovers_of_dead_containers() {
     let report = net.bridge.cleanup_stale(&live_ids).unwrap();
     assert_eq!(report.leases, ["dead1", "dead2"]);
     assert!(report.netns.iter().any(|p| p == ghost.path()), "{report:?}");
-    assert_eq!(report.veths, [lost.veth_host.clone()]);
+    assert_eq!(report.veths, std::slice::from_ref(&lost.veth_host));
     assert_eq!(report.rule_owners, ["lost"]);
     net.assert_gone(&dead1);
     net.assert_gone(&dead2);
