@@ -193,6 +193,23 @@ fn endpoints_reach_each_other_and_the_gateway() {
     assert!(subnet.contains(a.ip) && subnet.contains(b.ip));
     assert_eq!(a.gateway, subnet.gateway());
     assert_eq!(net.leases(), ["ca", "cb"]);
+    let (fwd, nat, _) = net.bridge.chains();
+    let rules = |table: &str, chain: &str| {
+        let o = Command::new("iptables")
+            .args(["-w", "-t", table, "-S", chain])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(
+        rules("nat", &nat).contains(&format!(
+            "-s {subnet} ! -o {} -j MASQUERADE",
+            net.bridge.name()
+        )),
+        "{}",
+        rules("nat", &nat)
+    );
+    assert!(rules("filter", "FORWARD").contains(&format!("-j {fwd}")));
     assert!(link_exists(net.bridge.name()) && link_exists(&a.veth_host));
     let master = std::fs::read_link(format!("/sys/class/net/{}/master", a.veth_host)).unwrap();
     assert!(master.ends_with(net.bridge.name()), "{master:?}");
@@ -376,6 +393,20 @@ fn published_ports_tcp_udp_and_dnat() {
     assert_eq!(tcp_roundtrip_from(None, via_lo, b"x"), b"ctr:x");
     let via_gw = SocketAddr::new(IpAddr::V4(ep.gateway), port);
     assert_eq!(tcp_roundtrip_from(None, via_gw, b"y"), b"ctr:y");
+    // ... and that went through the DNAT rule, not the proxy.
+    let (_, _, dnat) = net.bridge.chains();
+    let o = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-L", &dnat, "-n", "-v", "-x"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    let hits: u64 = listing
+        .lines()
+        .find(|l| l.contains(" DNAT ") && l.contains("to:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(hits > 0, "DNAT rule unused:\n{listing}");
     drop(proxies);
     net.bridge.disconnect(&ep).unwrap();
     net.assert_gone(&ep);
