@@ -210,6 +210,20 @@ fn endpoints_reach_each_other_and_the_gateway() {
         rules("nat", &nat)
     );
     assert!(rules("filter", "FORWARD").contains(&format!("-j {fwd}")));
+    // Refusals: the same container twice, a bad id, a second bridge on an overlapping
+    // subnet (which creates nothing).
+    let again = net.bridge.connect("ca", "x").unwrap_err().to_string();
+    assert!(again.contains("already connected"), "{again}");
+    assert!(net.bridge.connect("../x", "x").is_err());
+    let mut cfg = net.bridge.config().clone();
+    cfg.name = format!("{}z", &cfg.name[..cfg.name.len() - 1]);
+    cfg.state_dir = net.dir.path().join("state2");
+    cfg.subnet = Subnet::new(subnet.network(), 16).unwrap();
+    let other = Bridge::with_config(cfg).unwrap();
+    let clash = other.connect("c", "c").unwrap_err().to_string();
+    assert!(clash.contains("overlaps"), "{clash}");
+    assert!(!link_exists(other.name()));
+    assert_eq!(net.leases(), ["ca", "cb"]);
     assert!(link_exists(net.bridge.name()) && link_exists(&a.veth_host));
     let master = std::fs::read_link(format!("/sys/class/net/{}/master", a.veth_host)).unwrap();
     assert!(master.ends_with(net.bridge.name()), "{master:?}");
