@@ -16,7 +16,7 @@ use rbuild_exporter::reference::Reference;
 use rbuild_exporter::{Store, gc};
 use serde_json::{Value, json};
 
-mod format;
+pub(crate) mod format;
 use format::{ellipsis, human_size, json_pretty, table, time_ago};
 
 #[derive(Debug, Subcommand)]
@@ -113,7 +113,11 @@ pub enum SaveFormat {
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
     /// Show rbuild disk usage
-    Df,
+    Df {
+        /// Also list the build cache's records (size, last use)
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Remove unused data (dangling images, unreferenced blobs and snapshots)
     Prune {
         /// Remove all images, not just dangling ones
@@ -167,7 +171,13 @@ pub fn run(cmd: ImageCommand, global: &crate::GlobalOpts) -> miette::Result<Exit
             quiet,
             platform,
         } => load(&store, input, quiet, platform),
-        ImageCommand::System(SystemCommand::Df) => df(&store),
+        ImageCommand::System(SystemCommand::Df { verbose }) => {
+            let code = df(&store)?;
+            if verbose {
+                crate::builder::df_verbose(&store)?;
+            }
+            Ok(code)
+        }
         ImageCommand::System(SystemCommand::Prune { all, force }) => prune(&store, all, force),
     }
 }

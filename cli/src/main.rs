@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 mod build;
+mod builder;
 mod check;
 mod images;
 mod import;
@@ -43,6 +44,12 @@ enum Command {
     Debug(check::DebugCommand),
     /// Create an image from a filesystem tarball (as `docker import`)
     Import(import::ImportArgs),
+    /// Manage the build cache (`builder prune`)
+    #[command(subcommand)]
+    Builder(builder::BuilderCommand),
+    /// Explain the build cache's misses of recorded builds (`cache explain`, `cache ls`)
+    #[command(subcommand)]
+    Cache(builder::CacheCommand),
     // Subcommand groups of other modules are flattened in below this line.
     #[command(flatten)]
     Registry(registry_cmds::RegistryCommand),
@@ -63,6 +70,8 @@ fn main() -> ExitCode {
         Command::Registry(cmd) => registry_cmds::run(cmd, &cli.global),
         Command::Image(cmd) => images::run(cmd, &cli.global),
         Command::Import(args) => import::run(&args, &cli.global),
+        Command::Builder(cmd) => builder::run_builder(cmd, &cli.global),
+        Command::Cache(cmd) => builder::run_cache(cmd, &cli.global),
     };
     match result {
         Ok(code) => code,

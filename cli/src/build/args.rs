@@ -57,6 +57,10 @@ pub struct BuildArgs {
     /// Push the image to its registry (every --tag) after the build
     #[arg(long)]
     pub push: bool,
+    /// After the build, say why each step that ran missed the cache (compared with the
+    /// previous build of the same context, Dockerfile and target)
+    #[arg(long)]
+    pub explain: bool,
     /// Build context directory, or `-` to read a Dockerfile from stdin (no context)
     #[arg(value_name = "PATH|-")]
     pub context: String,

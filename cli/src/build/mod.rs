@@ -3,6 +3,7 @@
 //! outputs, and print BuildKit-style progress and a summary on stderr.
 
 pub mod args;
+pub mod explain;
 mod export;
 mod output;
 pub mod progress;
@@ -255,6 +256,8 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
 
     let root =
         rbuild_exporter::root::resolve_root(global.root.as_deref()).map_err(crate::images::err)?;
+    let store_root = root.clone();
+    let identity = explain::Identity::new(context.as_deref(), &def.path, args.target.as_deref());
     let registry = RegistryOptions {
         insecure_registries: global.insecure_registries.clone(),
         ..Default::default()
@@ -346,7 +349,46 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
             ));
         }
     }
+    after_build(&store_root, &args, identity, &solved, &worker, &renderer);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records the build in the history (printing the explanation with `--explain`), then
+/// collects the build cache when it passed its cap.
+fn after_build(
+    root: &Path,
+    args: &BuildArgs,
+    identity: explain::Identity,
+    solved: &rbuild_solver::SolveResult,
+    worker: &RealWorker,
+    renderer: &Renderer,
+) {
+    let forced = |r: &rbuild_solver::cache::KeyRecord| {
+        args.no_cache
+            || r.stage
+                .as_ref()
+                .is_some_and(|s| args.no_cache_filter.contains(s))
+    };
+    let log = worker.build_log();
+    let outcome = explain::Outcome {
+        identity,
+        records: &solved.records,
+        log: &log,
+        offset: renderer.solver_offset(),
+        forced: &forced,
+    };
+    match explain::record_build(root, &outcome) {
+        Ok(rec) if args.explain => {
+            for line in &rec.lines {
+                eprintln!("{line}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: the build was not recorded for --explain: {e}"),
+    }
+    if let Err(e) = crate::builder::auto_gc(root) {
+        eprintln!("warning: automatic build-cache GC: {e}");
+    }
 }
 
 /// The base images the graph uses (reference, digest), in order, once each.

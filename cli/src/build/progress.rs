@@ -149,6 +149,11 @@ impl Renderer {
         st.offset = st.max;
     }
 
+    /// What the solver's vertex numbers are offset by (`#n` = vertex + offset).
+    pub fn solver_offset(&self) -> usize {
+        self.st().offset
+    }
+
     fn start_bar(&self, n: usize, name: &str) {
         let Some(m) = &self.multi else { return };
         let style =

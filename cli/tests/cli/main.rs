@@ -3,6 +3,7 @@
 
 mod build;
 mod check;
+mod explain;
 mod images;
 mod import;
 

@@ -78,6 +78,19 @@ pub(crate) struct Inner {
     counter: AtomicU64,
     resolved: tokio::sync::Mutex<HashMap<(String, Platform), ResolvedImage>>,
     notice: Option<Notice>,
+    /// What this build hashed, hit and ran, for `--explain`.
+    log: std::sync::Mutex<BuildLog>,
+}
+
+/// What one build's worker saw, for `--explain` and the build history.
+#[derive(Debug, Clone, Default)]
+pub struct BuildLog {
+    /// Context digest → the selected files and their digests.
+    pub contexts: HashMap<String, Vec<(String, rbuild_executor::context::Digest)>>,
+    /// Keys that hit the cache.
+    pub hits: std::collections::BTreeSet<String>,
+    /// Keys whose step ran.
+    pub executed: std::collections::BTreeSet<String>,
 }
 
 /// The worker; cheap to clone.
@@ -133,6 +146,7 @@ impl RealWorker {
                 counter: AtomicU64::new(0),
                 resolved: tokio::sync::Mutex::new(HashMap::new()),
                 notice,
+                log: std::sync::Mutex::new(BuildLog::default()),
             }),
         })
     }
@@ -147,6 +161,11 @@ impl RealWorker {
 
     pub fn state(&self) -> &State {
         &self.inner.state
+    }
+
+    /// What the build hashed, hit and ran so far.
+    pub fn build_log(&self) -> BuildLog {
+        self.inner.log().clone()
     }
 
     /// A fresh mount point guard under `mnt-v1/`.
@@ -179,6 +198,10 @@ impl Inner {
         self.cfg.context_dir.as_deref().ok_or_else(|| {
             WorkerError::new("this build has no context (the Dockerfile came from stdin with `-`)")
         })
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, BuildLog> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn notice(&self, line: &str) {
@@ -238,7 +261,10 @@ impl Worker for RealWorker {
             let digest = hasher
                 .hash_selection(&dir, &selection)
                 .map_err(|e| WorkerError::new(format!("failed to compute cache key: {e}")))?;
-            Ok(digest.digest.to_string())
+            drop(hasher);
+            let text = digest.digest.to_string();
+            inner.log().contexts.insert(text.clone(), digest.files);
+            Ok(text)
         })
         .await
     }
@@ -250,16 +276,16 @@ impl Worker for RealWorker {
             let Some(result) = inner.state.get(&key) else {
                 return Ok(None);
             };
-            if result.starts_with(CONTEXT_PREFIX) {
-                return Ok(Some(ResultRef(result)));
-            }
             // A hit needs its snapshot, committed.
-            match inner.snapshotter.stat(&result) {
-                Ok(info) if info.kind == rbuild_executor::snapshot::Kind::Committed => {
-                    Ok(Some(ResultRef(result)))
-                }
-                _ => Ok(None),
+            let hit = result.starts_with(CONTEXT_PREFIX)
+                || matches!(inner.snapshotter.stat(&result),
+                    Ok(info) if info.kind == rbuild_executor::snapshot::Kind::Committed);
+            if !hit {
+                return Ok(None);
             }
+            inner.state.touch(&key);
+            inner.log().hits.insert(key);
+            Ok(Some(ResultRef(result)))
         })
         .await
     }
@@ -268,7 +294,12 @@ impl Worker for RealWorker {
         let inner = self.inner.clone();
         let key = key.0.clone();
         let result = result.0.clone();
-        blocking(move || inner.state.put(&key, &result).map_err(WorkerError::new)).await
+        blocking(move || {
+            inner.state.put(&key, &result).map_err(WorkerError::new)?;
+            inner.log().executed.insert(key);
+            Ok(())
+        })
+        .await
     }
 
     async fn execute(

@@ -137,6 +137,54 @@ impl State {
         write_atomic(&self.key_path(key), &bytes)
     }
 
+    /// Marks a key as used now (its record file's mtime is its last use).
+    pub fn touch(&self, key: &str) {
+        if let Ok(f) = std::fs::File::options()
+            .write(true)
+            .open(self.key_path(key))
+        {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+    }
+
+    /// Every key record: (key, result, last use).
+    pub fn entries(&self) -> Vec<(String, String, std::time::SystemTime)> {
+        let dir = self.dir.join("keys");
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let stem = name.strip_suffix(".json")?.to_string();
+                let bytes = std::fs::read(e.path()).ok()?;
+                let rec: KeyRecord = serde_json::from_slice(&bytes).ok()?;
+                let used = e.metadata().and_then(|m| m.modified()).ok()?;
+                Some((format!("sha256:{stem}"), rec.result, used))
+            })
+            .collect()
+    }
+
+    /// Forgets a key.
+    pub fn remove(&self, key: &str) -> Result<(), String> {
+        match std::fs::remove_file(self.key_path(key)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_err("remove", &self.key_path(key), e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets a snapshot's record and its GC root.
+    pub fn remove_meta(&self, snapshot: &str) {
+        let root = self
+            .root
+            .join(rbuild_exporter::gc::ROOTS_DIR)
+            .join(format!("build-{}.json", file_name(snapshot)));
+        let _ = std::fs::remove_file(root);
+        let _ = std::fs::remove_file(self.meta_path(snapshot));
+    }
+
     fn meta_path(&self, snapshot: &str) -> PathBuf {
         self.dir
             .join("snapshots")
