@@ -202,7 +202,14 @@ struct Entry {
     parent: Option<String>,
     last_used: SystemTime,
     size: u64,
+    /// A snapshot no record names yet that may belong to a running build (made in the
+    /// last [`ORPHAN_GRACE`]): only `--all` removes it.
+    young: bool,
 }
+
+/// How long a snapshot without a record is left alone (a running build commits a step's
+/// snapshot before it writes the step's record).
+const ORPHAN_GRACE: Duration = Duration::from_secs(600);
 
 /// The build cache of a root.
 struct Cache {
@@ -238,15 +245,20 @@ impl Cache {
                 parent: None,
                 last_used: SystemTime::UNIX_EPOCH,
                 size: 0,
+                young: false,
             });
             e.keys.push(key);
             e.last_used = e.last_used.max(used);
         }
         // Snapshots no record names (a killed build's, or records removed by hand).
+        let grace = chrono::Utc::now() - chrono::Duration::seconds(ORPHAN_GRACE.as_secs() as i64);
         for snap in committed.keys() {
             if (snap.starts_with("b-") || snap.starts_with("layer-"))
                 && !by_snap.contains_key(*snap)
             {
+                let young = state.meta(snap).is_none_or(|m| {
+                    chrono::DateTime::parse_from_rfc3339(&m.created).map_or(true, |t| t > grace)
+                });
                 by_snap.insert(
                     snap.to_string(),
                     Entry {
@@ -255,6 +267,7 @@ impl Cache {
                         parent: None,
                         last_used: SystemTime::UNIX_EPOCH,
                         size: 0,
+                        young,
                     },
                 );
             }
@@ -363,7 +376,10 @@ pub fn prune(root: &Path, policy: &Policy) -> Result<Pruned, String> {
             let old = cutoff.is_some_and(|c| e.last_used < c);
             let over = policy.keep_storage.is_some_and(|k| kept_size + e.size > k);
             let filtered = policy.until.is_some() || policy.keep_storage.is_some();
-            if e.keys.is_empty() || (policy.all && !filtered) || old || over {
+            let orphan = e.keys.is_empty() && (!e.young || policy.all);
+            if e.young && e.keys.is_empty() && !policy.all {
+                kept_size += e.size;
+            } else if orphan || (policy.all && !filtered) || old || over {
                 doomed.insert(e.snapshot.clone());
             } else {
                 kept_size += e.size;
