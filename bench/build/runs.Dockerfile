@@ -1,0 +1,23 @@
+# Twenty trivial steps: the fixed cost of a RUN.
+ARG BASE=busybox:latest
+FROM ${BASE}
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
+RUN true
