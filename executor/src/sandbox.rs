@@ -98,6 +98,9 @@ pub struct ProcessSpec {
     pub limits: Limits,
     /// Set `no_new_privs` (setuid binaries like `su` stop working when set).
     pub no_new_privs: bool,
+    /// Keep every capability instead of Docker's default set (`RUN --security=insecure`).
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 impl ProcessSpec {
@@ -115,6 +118,7 @@ impl ProcessSpec {
             etc: EtcFiles::default(),
             limits: Limits::default(),
             no_new_privs: true,
+            privileged: false,
         }
     }
 }

@@ -245,7 +245,12 @@ fn setup_and_exec(spec: &InitSpec) -> std::result::Result<Never, ChildFailure> {
         p.cwd.as_str()
     };
     make_cwd(Path::new(cwd), id.uid, id.gid).map_err(ChildFailure::setup)?;
-    drop_privileges(&id, p.no_new_privs).map_err(ChildFailure::setup)?;
+    if p.privileged {
+        drop_privileges_to(&id, p.no_new_privs, true)
+    } else {
+        drop_privileges(&id, p.no_new_privs)
+    }
+    .map_err(ChildFailure::setup)?;
     nix::unistd::chdir(cwd).map_err(|e| ChildFailure {
         stage: "exec".into(),
         code: 126,
@@ -282,7 +287,17 @@ fn caps_err(e: caps::errors::CapsError) -> Error {
 /// Bounding set to Docker's defaults, then groups/gid/uid, then the process's sets
 /// (root keeps the default set; any other user ends with none), then `no_new_privs`.
 fn drop_privileges(id: &user::Identity, no_new_privs: bool) -> Result<()> {
-    let keep: caps::CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
+    drop_privileges_to(id, no_new_privs, false)
+}
+
+/// [`drop_privileges`], keeping every capability when `privileged` (`--security=insecure`).
+fn drop_privileges_to(id: &user::Identity, no_new_privs: bool, privileged: bool) -> Result<()> {
+    let keep: caps::CapsHashSet = if privileged {
+        // Everything this process may hold (all of them for a fully privileged root).
+        caps::read(None, CapSet::Permitted).map_err(caps_err)?
+    } else {
+        DEFAULT_CAPS.iter().copied().collect()
+    };
     for cap in caps::runtime::thread_all_supported() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap).map_err(caps_err)?;

@@ -7,6 +7,7 @@ pub mod explain;
 mod export;
 mod output;
 pub mod progress;
+pub mod secrets;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -150,6 +151,10 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         .map(|h| args::parse_add_host(h))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| miette!("{e}"))?;
+    let access = secrets::Access::from_flags(&args.secrets, &args.ssh, &args.allow, &|k| {
+        std::env::var(k).ok()
+    })
+    .map_err(|e| miette!("{e}"))?;
     let mut labels = BTreeMap::new();
     for l in &args.labels {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -276,6 +281,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         Some(notice),
     )
     .map_err(|e| miette!("{e}"))?;
+    worker.set_access(access);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

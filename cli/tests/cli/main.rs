@@ -6,6 +6,7 @@ mod check;
 mod explain;
 mod images;
 mod import;
+mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,5 +1,6 @@
 //! `Op::Exec`: RUN in the sandbox on an active snapshot of its root input, with its
-//! mounts (bind, cache, tmpfs), output streamed to the step's progress, then committed.
+//! mounts (bind, cache, tmpfs, secret, ssh), output streamed to the step's progress, then
+//! committed.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -11,13 +12,14 @@ use rbuild_executor::sandbox::{
 };
 use rbuild_exporter::lock::FileLock;
 use rbuild_solver::cache::CacheKey;
-use rbuild_solver::op::{CacheSharing, ExecSpec, MountKind, Network, Security};
+use rbuild_solver::op::{CacheSharing, ExecMount, ExecSpec, MountKind, Network, Security};
 use rbuild_solver::{ResultRef, Stream, VertexProgress, WorkerError};
 
 use super::file::view_of;
 use super::mounts::{Active, Throwaway, View};
 use super::state::SnapshotMeta;
 use super::{Inner, Input, blocking, input_of, result_name, werr};
+use crate::build::secrets::StepFiles;
 
 /// BuildKit's hostname for RUN containers.
 const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
@@ -40,9 +42,9 @@ pub(super) async fn execute(
     key: &CacheKey,
     progress: &VertexProgress,
 ) -> Result<ResultRef, WorkerError> {
-    if spec.security == Security::Insecure {
+    if spec.security == Security::Insecure && !inner.access().allow_insecure {
         return Err(WorkerError::new(
-            "RUN --security=insecure is not supported (it needs the security.insecure entitlement)",
+            "RUN --security=insecure needs the security.insecure entitlement: pass --allow security.insecure to rbuild build",
         ));
     }
     let cancel = Arc::new(AtomicBool::new(false));
@@ -61,6 +63,8 @@ struct Held {
     views: Vec<View>,
     throwaways: Vec<Throwaway>,
     locks: Vec<FileLock>,
+    /// Secret files and ssh agent proxies (a private tmpfs).
+    files: Option<StepFiles>,
 }
 
 fn snapshot_input(inputs: &[ResultRef], i: usize) -> Result<&ResultRef, WorkerError> {
@@ -101,6 +105,7 @@ fn run(
 
     let mut held = Held::default();
     let mut specs = Vec::new();
+    let mut access_env: Vec<(String, String)> = Vec::new();
     for m in &spec.mounts {
         match &m.kind {
             MountKind::Bind {
@@ -159,27 +164,8 @@ fn run(
                 target: m.target.clone(),
                 size_bytes: *size,
             }),
-            MountKind::Secret { id, required, .. } => {
-                if *required {
-                    return Err(werr(format!(
-                        "secret {id} is required, but secrets are not supported yet (--secret)"
-                    )));
-                }
-                progress.log(
-                    Stream::Stderr,
-                    format!("skipping secret mount {id}: no secrets were provided"),
-                );
-            }
-            MountKind::Ssh { id, required, .. } => {
-                if *required {
-                    return Err(werr(format!(
-                        "ssh agent {id} is required, but --ssh is not supported yet"
-                    )));
-                }
-                progress.log(
-                    Stream::Stderr,
-                    format!("skipping ssh mount {id}: no ssh agent was provided"),
-                );
+            MountKind::Secret { .. } | MountKind::Ssh { .. } => {
+                access_mount(inner, m, &mut held, &mut specs, &mut access_env, progress)?;
             }
         }
     }
@@ -188,6 +174,10 @@ fn run(
     env.extend(spec.proxy_env.iter().map(|(k, v)| format!("{k}={v}")));
     if !spec.env.contains_key("PATH") {
         env.push(format!("PATH={}", sandbox::DEFAULT_PATH));
+    }
+    for (k, v) in access_env {
+        env.retain(|e| e.split_once('=').map(|(n, _)| n) != Some(k.as_str()));
+        env.push(format!("{k}={v}"));
     }
     let hostname = spec
         .hostname
@@ -207,6 +197,7 @@ fn run(
     p.mounts = specs;
     // Docker's RUN allows setuid binaries (sudo, su).
     p.no_new_privs = false;
+    p.privileged = spec.security == Security::Insecure;
 
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut on_line = |stream: sandbox::Stream, line: &str| {
@@ -220,6 +211,8 @@ fn run(
         }
         tail.push_back(line.to_string());
     };
+    // Other RunOptions fields (for `rbuild run`) keep their defaults.
+    #[allow(clippy::needless_update)]
     let status = sandbox::run(
         &p,
         Stdio::Capture {
@@ -228,6 +221,7 @@ fn run(
         },
         &RunOptions {
             cancel: Some(cancel.clone()),
+            ..RunOptions::default()
         },
     )
     .map_err(|e| werr(format!("running the step: {e}")))?;
@@ -263,6 +257,101 @@ fn run(
         .put_meta(name, &meta)
         .map_err(WorkerError::new)?;
     Ok(ResultRef(name.to_string()))
+}
+
+/// `RUN --mount=type=secret|ssh`: the secret as a read-only file on a private tmpfs and/or
+/// an environment variable, or a proxy socket to the ssh agent (with `SSH_AUTH_SOCK` for
+/// the first one); skipped (logged by id) when not given and not required.
+fn access_mount(
+    inner: &Inner,
+    m: &ExecMount,
+    held: &mut Held,
+    specs: &mut Vec<MountSpec>,
+    env: &mut Vec<(String, String)>,
+    progress: &VertexProgress,
+) -> Result<(), WorkerError> {
+    let access = inner.access();
+    let files = |held: &mut Held| -> Result<(), WorkerError> {
+        if held.files.is_none() {
+            held.files = Some(StepFiles::new(inner.mount_point()?)?);
+        }
+        Ok(())
+    };
+    match &m.kind {
+        MountKind::Secret {
+            id,
+            required,
+            env: var,
+            file,
+            uid,
+            gid,
+            mode,
+        } => {
+            let Some(data) = access.secret(id) else {
+                if *required {
+                    return Err(werr(format!(
+                        "secret {id} is required but was not provided: pass --secret id={id},src=FILE (or env=VAR) to rbuild build"
+                    )));
+                }
+                progress.log(
+                    Stream::Stderr,
+                    format!("skipping secret mount {id}: no such secret was provided"),
+                );
+                return Ok(());
+            };
+            if let Some(var) = var {
+                let value = String::from_utf8(data.to_vec()).map_err(|_| {
+                    werr(format!("secret {id} is not UTF-8: it cannot be env={var}"))
+                })?;
+                env.push((var.clone(), value));
+            }
+            if *file {
+                files(held)?;
+                if let Some(f) = held.files.as_mut() {
+                    let source = f.secret_file(data, *uid, *gid, *mode)?;
+                    specs.push(MountSpec::Bind {
+                        source,
+                        target: m.target.clone(),
+                        readonly: true,
+                    });
+                }
+            }
+        }
+        MountKind::Ssh {
+            id,
+            required,
+            uid,
+            gid,
+            mode,
+        } => {
+            let Some(agent) = access.ssh(id) else {
+                if *required {
+                    return Err(werr(format!(
+                        "no SSH agent {id:?} was forwarded: pass --ssh {id}=$SSH_AUTH_SOCK to rbuild build"
+                    )));
+                }
+                progress.log(
+                    Stream::Stderr,
+                    format!("skipping ssh mount {id}: no such ssh agent was forwarded"),
+                );
+                return Ok(());
+            };
+            files(held)?;
+            if let Some(f) = held.files.as_mut() {
+                let source = f.agent_socket(agent, *uid, *gid, *mode)?;
+                specs.push(MountSpec::Bind {
+                    source,
+                    target: m.target.clone(),
+                    readonly: false,
+                });
+                if !env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
+                    env.push(("SSH_AUTH_SOCK".into(), m.target.clone()));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The generated `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` of a RUN.

@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     counter: AtomicU64,
     resolved: tokio::sync::Mutex<HashMap<(String, Platform), ResolvedImage>>,
     notice: Option<Notice>,
+    /// `--secret`, `--ssh`, `--allow`: what RUN steps may reach (none unless set).
+    access: std::sync::OnceLock<Arc<crate::build::secrets::Access>>,
     /// What this build hashed, hit and ran, for `--explain`.
     log: std::sync::Mutex<BuildLog>,
 }
@@ -146,6 +148,7 @@ impl RealWorker {
                 counter: AtomicU64::new(0),
                 resolved: tokio::sync::Mutex::new(HashMap::new()),
                 notice,
+                access: std::sync::OnceLock::new(),
                 log: std::sync::Mutex::new(BuildLog::default()),
             }),
         })
@@ -168,6 +171,11 @@ impl RealWorker {
         self.inner.log().clone()
     }
 
+    /// Gives RUN steps the build's secrets, ssh agents and entitlements (once).
+    pub fn set_access(&self, access: crate::build::secrets::Access) {
+        let _ = self.inner.access.set(Arc::new(access));
+    }
+
     /// A fresh mount point guard under `mnt-v1/`.
     pub fn mount_point(&self) -> Result<mounts::MountGuard, WorkerError> {
         self.inner.mount_point()
@@ -182,6 +190,11 @@ impl Inner {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         format!("{}-{n}-{nanos:x}", std::process::id())
+    }
+
+    /// What RUN steps may reach: `--secret`, `--ssh`, `--allow`.
+    pub(crate) fn access(&self) -> Arc<crate::build::secrets::Access> {
+        self.access.get().cloned().unwrap_or_default()
     }
 
     pub(crate) fn mount_point(&self) -> Result<mounts::MountGuard, WorkerError> {

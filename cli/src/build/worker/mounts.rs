@@ -46,6 +46,22 @@ impl MountGuard {
         Ok(())
     }
 
+    /// Mounts a small private tmpfs here (mode 0700): a step's secret files and ssh agent
+    /// sockets, never on disk.
+    pub fn mount_tmpfs(&mut self) -> Result<(), WorkerError> {
+        use rustix::mount::MountFlags as F;
+        rustix::mount::mount(
+            "tmpfs",
+            &self.path,
+            "tmpfs",
+            F::NOSUID | F::NODEV | F::NOEXEC,
+            c"mode=0700,size=16m",
+        )
+        .map_err(|e| werr(format!("mount tmpfs on {}: {e}", self.path.display())))?;
+        self.mounted = true;
+        Ok(())
+    }
+
     /// Unmounts now (reporting errors); the directory is removed on drop.
     pub fn unmount(&mut self) -> Result<(), WorkerError> {
         if self.mounted {
