@@ -371,7 +371,11 @@ fn inspect(store: &Store, images: &Images, refs: &[String]) -> miette::Result<Ex
     for r in refs {
         match images.resolve(r) {
             Ok(rec) => out.push(inspect_json(store, images, &rec)?),
-            Err(e) => errors.push(e.to_string()),
+            // Like `docker inspect`: a name that is no image may be a container.
+            Err(e) => match crate::container::inspect_json(store.root(), r) {
+                Some(v) => out.push(v),
+                None => errors.push(e.to_string()),
+            },
         }
     }
     println!("{}", json_pretty(&Value::Array(out)));

@@ -8,6 +8,7 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 mod build;
 mod builder;
 mod check;
+mod container;
 mod images;
 mod import;
 mod registry_cmds;
@@ -55,6 +56,8 @@ enum Command {
     Registry(registry_cmds::RegistryCommand),
     #[command(flatten)]
     Image(images::ImageCommand),
+    #[command(flatten)]
+    Container(container::ContainerCommand),
 }
 
 fn main() -> ExitCode {
@@ -62,7 +65,8 @@ fn main() -> ExitCode {
     if let Some(code) = rbuild_executor::sandbox_init_entry() {
         return code;
     }
-    let cli = Cli::parse_from(implicit_build_args());
+    let args = implicit_build_args();
+    let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| container::usage_error(&args, e));
     let result = match cli.command {
         Command::Build(args) => build::run(*args, &cli.global),
         Command::Check(args) => check::run_check(&args),
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Registry(cmd) => registry_cmds::run(cmd, &cli.global),
         Command::Image(cmd) => images::run(cmd, &cli.global),
         Command::Import(args) => import::run(&args, &cli.global),
+        Command::Container(cmd) => container::run(cmd, &cli.global),
         Command::Builder(cmd) => builder::run_builder(cmd, &cli.global),
         Command::Cache(cmd) => builder::run_cache(cmd, &cli.global),
     };

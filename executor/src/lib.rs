@@ -8,7 +8,9 @@ pub mod context;
 pub mod error;
 pub mod fileop;
 pub mod net;
+pub mod process;
 pub mod sandbox;
+mod sandbox_exec;
 mod sandbox_init;
 mod sandbox_rootfs;
 pub mod snapshot;
@@ -18,5 +20,6 @@ pub mod user;
 
 pub use error::{Error, Result};
 pub use sandbox::{ExitStatus, MountSpec, NetworkMode, ProcessSpec, RunOptions, Stdio, run};
+pub use sandbox_exec::{ExecSpec, exec_in};
 pub use sandbox_init::sandbox_init_entry;
 pub use snapshot::{Mounts, Snapshotter};

@@ -190,6 +190,10 @@ impl ExitStatus {
 pub struct RunOptions {
     /// Set to true (from any thread) to kill the run.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Receives the host PID of the sandbox init (the process that forwards SIGINT, SIGTERM,
+    /// SIGHUP and SIGQUIT to the command) as soon as it is spawned; the command itself is
+    /// its only child ([`crate::process::container_pid`]).
+    pub started: Option<std::sync::mpsc::Sender<u32>>,
 }
 
 /// What the init reports on its report pipe.
@@ -222,7 +226,7 @@ pub fn set_init_program(path: impl Into<PathBuf>) {
     let _ = INIT_PROGRAM.set(path.into());
 }
 
-fn init_program() -> PathBuf {
+pub(crate) fn init_program() -> PathBuf {
     INIT_PROGRAM
         .get()
         .cloned()
@@ -447,6 +451,9 @@ fn spawn_and_wait(
     let mut child =
         crate::sys::spawn_with_fds(&mut cmd, vec![(spec_r, SPEC_FD), (report_w, REPORT_FD)])
             .map_err(|e| Error::Sandbox(format!("spawn {}: {e}", init_program().display())))?;
+    if let Some(tx) = &opts.started {
+        let _ = tx.send(child.id());
+    }
     let json = serde_json::to_vec(init).map_err(|e| Error::Sandbox(e.to_string()))?;
     // The init reads the whole spec before doing anything, so this cannot deadlock.
     let mut spec_file = fs::File::from(spec_w);

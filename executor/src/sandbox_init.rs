@@ -59,22 +59,25 @@ const DEFAULT_CAPS: [Capability; 14] = [
 pub fn sandbox_init_entry() -> Option<ExitCode> {
     let mut args = std::env::args_os();
     args.next();
-    if args.next().as_deref() != Some(OsStr::new(INIT_MARKER)) {
-        return None;
+    match args.next() {
+        Some(a) if a == OsStr::new(INIT_MARKER) => Some(monitor_main()),
+        Some(a) if a == OsStr::new(crate::sandbox_exec::EXEC_MARKER) => {
+            Some(crate::sandbox_exec::exec_main())
+        }
+        _ => None,
     }
-    Some(monitor_main())
 }
 
 /// How the container process failed before or at `execve`.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct ChildFailure {
-    stage: String,
-    code: i32,
-    message: String,
+pub(crate) struct ChildFailure {
+    pub(crate) stage: String,
+    pub(crate) code: i32,
+    pub(crate) message: String,
 }
 
 impl ChildFailure {
-    fn setup(e: impl std::fmt::Display) -> Self {
+    pub(crate) fn setup(e: impl std::fmt::Display) -> Self {
         ChildFailure {
             stage: "setup".into(),
             code: 125,
@@ -109,7 +112,7 @@ fn read_spec() -> Result<InitSpec> {
     serde_json::from_slice(&buf).map_err(|e| Error::Sandbox(format!("parse spec: {e}")))
 }
 
-fn forwarded_signals() -> SigSet {
+pub(crate) fn forwarded_signals() -> SigSet {
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -174,7 +177,7 @@ fn monitor() -> Result<Report> {
 }
 
 /// Waits for `pid`, forwarding signals; returns (Docker exit code, killing signal).
-fn wait_child(pid: Pid, set: &SigSet) -> Result<(i32, Option<i32>)> {
+pub(crate) fn wait_child(pid: Pid, set: &SigSet) -> Result<(i32, Option<i32>)> {
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return Ok((code, None)),
@@ -204,7 +207,7 @@ fn child_main(spec: &InitSpec, err_w: OwnedFd) -> ! {
     std::process::exit(failure.code)
 }
 
-enum Never {}
+pub(crate) enum Never {}
 
 fn setup_and_exec(spec: &InitSpec) -> std::result::Result<Never, ChildFailure> {
     let p = &spec.process;
@@ -260,7 +263,7 @@ fn setup_and_exec(spec: &InitSpec) -> std::result::Result<Never, ChildFailure> {
 }
 
 /// Creates the working directory when missing (BuildKit does for `RUN`), owned by the user.
-fn make_cwd(cwd: &Path, uid: u32, gid: u32) -> Result<()> {
+pub(crate) fn make_cwd(cwd: &Path, uid: u32, gid: u32) -> Result<()> {
     let mut missing = Vec::new();
     let mut cur = Some(cwd);
     while let Some(c) = cur {
@@ -286,7 +289,7 @@ fn caps_err(e: caps::errors::CapsError) -> Error {
 
 /// Bounding set to Docker's defaults, then groups/gid/uid, then the process's sets
 /// (root keeps the default set; any other user ends with none), then `no_new_privs`.
-fn drop_privileges(id: &user::Identity, no_new_privs: bool) -> Result<()> {
+pub(crate) fn drop_privileges(id: &user::Identity, no_new_privs: bool) -> Result<()> {
     drop_privileges_to(id, no_new_privs, false)
 }
 
@@ -352,7 +355,7 @@ fn look_path(name: &str, env: &[String]) -> Option<PathBuf> {
     None
 }
 
-fn exec(argv: &[String], env: &[String]) -> std::result::Result<Never, ChildFailure> {
+pub(crate) fn exec(argv: &[String], env: &[String]) -> std::result::Result<Never, ChildFailure> {
     let name = argv.first().map(String::as_str).unwrap_or("");
     let path = if name.contains('/') {
         PathBuf::from(name)

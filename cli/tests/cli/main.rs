@@ -6,6 +6,7 @@ mod check;
 mod explain;
 mod images;
 mod import;
+mod run;
 mod secrets;
 
 use std::path::{Path, PathBuf};

@@ -317,3 +317,15 @@ pub fn reset_signals() -> Result<()> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| Error::sys("sigprocmask", e))
 }
+
+/// `setns(2)` into the namespace `ns` (an open `/proc/<pid>/ns/*` file) of kind `flag`.
+pub fn setns(ns: &std::fs::File, flag: nix::sched::CloneFlags, what: &Path) -> Result<()> {
+    nix::sched::setns(ns, flag).map_err(|e| Error::sys(format!("setns {}", what.display()), e))
+}
+
+/// Sends signal number `sig` to `pid`.
+pub fn send_signal(pid: i32, sig: i32) -> Result<()> {
+    let signal = nix::sys::signal::Signal::try_from(sig).map_err(|e| Error::sys("signal", e))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .map_err(|e| Error::sys(format!("kill {pid}"), e))
+}

@@ -451,6 +451,7 @@ fn inherit_stdio_and_cancel() {
         Stdio::Null,
         &RunOptions {
             cancel: Some(cancel),
+            ..Default::default()
         },
     )
     .unwrap();

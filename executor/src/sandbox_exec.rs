@@ -1,0 +1,251 @@
+//! `rbuild exec`: a process started inside a running container's namespaces.
+//!
+//! The caller (multi-threaded) spawns `<exe> __rbuild-exec-init` with the JSON [`ExecSpec`]
+//! on fd 3 and a report pipe on fd 4, its own stdio inherited. The exec init
+//! (single-threaded) joins the container's cgroup, then its IPC, UTS, network, PID and mount
+//! namespaces (`setns` into the mount namespace also moves the root to the container's),
+//! forks — so the child is inside the PID namespace — and the child resolves the user from
+//! the container's `/etc/passwd`, drops privileges like the sandbox init and `execve`s. The
+//! exec init forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT and reports the exit code.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigmaskHow, Signal, sigprocmask};
+
+use crate::error::{Error, Result};
+use crate::sandbox::{ExitStatus, REPORT_FD, Report, SPEC_FD, init_program};
+use crate::sandbox_init::{
+    ChildFailure, Never, drop_privileges, exec, forwarded_signals, make_cwd, wait_child,
+};
+use crate::{sys, user};
+
+/// The hidden first argument that turns the binary into the exec init.
+pub const EXEC_MARKER: &str = "__rbuild-exec-init";
+
+/// A process to start in a running container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExecSpec {
+    /// Host PID of the container's PID 1 (whose namespaces and cgroup are joined).
+    pub pid: i32,
+    pub argv: Vec<String>,
+    /// `KEY=value` entries (the container's env plus `-e`).
+    pub env: Vec<String>,
+    /// Working directory inside the container (`""` = `/`).
+    pub cwd: String,
+    /// `USER` as in the image config (`""` = root).
+    pub user: String,
+    pub no_new_privs: bool,
+}
+
+/// Runs `spec` in the container with the caller's stdio; blocks until it ends. `Err` means
+/// the exec could not be set up (container gone, unknown user); 126/127 are `Ok`.
+pub fn exec_in(spec: &ExecSpec) -> Result<ExitStatus> {
+    let (spec_r, spec_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    let (report_r, report_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    let mut cmd = Command::new(init_program());
+    cmd.arg(EXEC_MARKER);
+    let mut child =
+        sys::spawn_with_fds(&mut cmd, vec![(spec_r, SPEC_FD), (report_w, REPORT_FD)])
+            .map_err(|e| Error::Sandbox(format!("spawn {}: {e}", init_program().display())))?;
+    let json = serde_json::to_vec(spec).map_err(|e| Error::Sandbox(e.to_string()))?;
+    let mut f = File::from(spec_w);
+    let written = f.write_all(&json);
+    drop(f);
+    let mut buf = Vec::new();
+    let _ = File::from(report_r).read_to_end(&mut buf);
+    let exit = child
+        .wait()
+        .map_err(|e| Error::Sandbox(format!("wait for exec init: {e}")))?;
+    written.map_err(|e| Error::Sandbox(format!("send spec to exec init: {e}")))?;
+    let report: Report = serde_json::from_slice(&buf)
+        .map_err(|_| Error::Sandbox(format!("exec init exited ({exit}) without a report")))?;
+    match report.stage.as_deref() {
+        Some("user") => Err(Error::User {
+            spec: spec.user.clone(),
+            reason: report.message.unwrap_or_default(),
+        }),
+        Some("setup") => Err(Error::Sandbox(report.message.unwrap_or_default())),
+        _ => Ok(ExitStatus {
+            code: report.code,
+            signal: report.signal,
+            oom_killed: false,
+            message: report.message,
+            tail: Vec::new(),
+        }),
+    }
+}
+
+pub(crate) fn exec_main() -> ExitCode {
+    let Ok(report_fd) = sys::take_inherited_fd(REPORT_FD) else {
+        eprintln!("rbuild exec init: no report descriptor (internal entry point)");
+        return ExitCode::from(125);
+    };
+    let report = exec_monitor().unwrap_or_else(|e| Report {
+        code: 125,
+        signal: None,
+        stage: Some("setup".into()),
+        message: Some(e.to_string()),
+    });
+    let mut f = File::from(report_fd);
+    let _ = serde_json::to_writer(&mut f, &report);
+    let _ = f.flush();
+    ExitCode::from(u8::try_from(report.code.clamp(0, 255)).unwrap_or(255))
+}
+
+/// The `cgroup.procs` files of `pid`'s cgroups (v2 unified and v1 hierarchies).
+fn cgroup_procs_of(pid: i32) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrl), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        let base = if ctrl.is_empty() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else if let Some(name) = ctrl.strip_prefix("name=") {
+            Path::new("/sys/fs/cgroup").join(name)
+        } else {
+            Path::new("/sys/fs/cgroup").join(ctrl)
+        };
+        let procs = base.join(rel).join("cgroup.procs");
+        if procs.exists() {
+            out.push(procs);
+        }
+    }
+    out
+}
+
+fn exec_monitor() -> Result<Report> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| Error::sys("pdeathsig", e))?;
+    let fd = sys::take_inherited_fd(SPEC_FD)?;
+    let mut buf = Vec::new();
+    File::from(fd)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::Sandbox(format!("read exec spec: {e}")))?;
+    let spec: ExecSpec =
+        serde_json::from_slice(&buf).map_err(|e| Error::Sandbox(format!("parse spec: {e}")))?;
+    let set = forwarded_signals();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(|e| Error::sys("sigprocmask", e))?;
+    for procs in cgroup_procs_of(spec.pid) {
+        // v1 hierarchies the container shares with the host may refuse; the unified one
+        // (or the limited controllers) is what matters.
+        let _ = std::fs::write(&procs, "0");
+    }
+    let mut namespaces = Vec::new();
+    for (name, flag) in [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ] {
+        let path = PathBuf::from(format!("/proc/{}/ns/{name}", spec.pid));
+        let f = File::open(&path)
+            .map_err(|e| Error::Sandbox(format!("container process {} is gone: {e}", spec.pid)))?;
+        namespaces.push((f, flag, path));
+    }
+    // The mount namespace last, and in the child: after it this process's /proc is the
+    // container's, where the fork check cannot see it.
+    let mut mnt = None;
+    for (f, flag, path) in namespaces {
+        if flag == CloneFlags::CLONE_NEWNS {
+            mnt = Some((f, path));
+        } else {
+            sys::setns(&f, flag, &path)?;
+        }
+    }
+    let (err_r, err_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    match sys::fork()? {
+        sys::Fork::Child => {
+            drop(err_r);
+            if let Some((f, path)) = &mnt
+                && let Err(e) = sys::setns(f, CloneFlags::CLONE_NEWNS, path)
+            {
+                let failure = ChildFailure::setup(e);
+                let mut w = File::from(err_w);
+                let _ = serde_json::to_writer(&mut w, &failure);
+                std::process::exit(125);
+            }
+            exec_child(&spec, err_w)
+        }
+        sys::Fork::Parent(pid) => {
+            drop(err_w);
+            let (code, signal) = wait_child(pid, &set)?;
+            let mut buf = Vec::new();
+            let _ = File::from(err_r).read_to_end(&mut buf);
+            if let Ok(f) = serde_json::from_slice::<ChildFailure>(&buf) {
+                return Ok(Report {
+                    code: f.code,
+                    signal: None,
+                    stage: Some(f.stage),
+                    message: Some(f.message),
+                });
+            }
+            Ok(Report {
+                code,
+                signal,
+                stage: None,
+                message: None,
+            })
+        }
+    }
+}
+
+fn exec_child(spec: &ExecSpec, err_w: OwnedFd) -> ! {
+    let failure = match exec_setup(spec) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    let mut f = File::from(err_w);
+    let _ = serde_json::to_writer(&mut f, &failure);
+    drop(f);
+    std::process::exit(failure.code)
+}
+
+fn exec_setup(spec: &ExecSpec) -> std::result::Result<Never, ChildFailure> {
+    sys::reset_signals().map_err(ChildFailure::setup)?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(ChildFailure::setup)?;
+    let passwd = std::fs::read_to_string("/etc/passwd").ok();
+    let group = std::fs::read_to_string("/etc/group").ok();
+    let id = user::resolve(&spec.user, passwd.as_deref(), group.as_deref()).map_err(|e| {
+        ChildFailure {
+            stage: "user".into(),
+            code: 125,
+            message: match e {
+                Error::User { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        }
+    })?;
+    let mut env = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", id.home));
+    }
+    let cwd = if spec.cwd.is_empty() {
+        "/"
+    } else {
+        spec.cwd.as_str()
+    };
+    make_cwd(Path::new(cwd), id.uid, id.gid).map_err(ChildFailure::setup)?;
+    drop_privileges(&id, spec.no_new_privs).map_err(ChildFailure::setup)?;
+    nix::unistd::chdir(cwd).map_err(|e| ChildFailure {
+        stage: "exec".into(),
+        code: 126,
+        message: format!("chdir to cwd ({cwd:?}) failed: {e}"),
+    })?;
+    exec(&spec.argv, &env)
+}
