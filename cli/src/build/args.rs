@@ -46,6 +46,21 @@ pub struct BuildArgs {
     /// SSH agent socket to expose to the build (format: "default|<id>[=<socket>]")
     #[arg(long = "ssh", value_name = "SPEC")]
     pub ssh: Vec<String>,
+    /// Memory limit for each RUN step (e.g. 512m, 2g)
+    #[arg(short = 'm', long = "memory", value_name = "BYTES", value_parser = parse_bytes)]
+    pub memory: Option<u64>,
+    /// CPU shares for each RUN step (relative weight, 1024 = default)
+    #[arg(long = "cpu-shares", value_name = "SHARES")]
+    pub cpu_shares: Option<u64>,
+    /// Limit the CPU CFS period of each RUN step (microseconds)
+    #[arg(long = "cpu-period", value_name = "US")]
+    pub cpu_period: Option<u64>,
+    /// Limit the CPU CFS quota of each RUN step (microseconds per period)
+    #[arg(long = "cpu-quota", value_name = "US")]
+    pub cpu_quota: Option<u64>,
+    /// Limit the number of processes and threads of each RUN step (rbuild extension)
+    #[arg(long = "pids-limit", value_name = "N")]
+    pub pids_limit: Option<u64>,
     /// Allow extra privileged entitlement (e.g. "security.insecure")
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,
@@ -198,6 +213,26 @@ pub fn parse_outputs(specs: &[String]) -> Result<(Vec<Output>, Compression), Str
 }
 
 /// `--add-host host:ip` (also `host=ip`).
+/// `--memory`: Docker's sizes (`512m`, `2g`, `1048576`).
+fn parse_bytes(v: &str) -> Result<u64, String> {
+    rbuild_parser::mount::ram_in_bytes(v)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("invalid size {v:?} (use e.g. 512m or 2g)"))
+}
+
+impl BuildArgs {
+    /// The cgroup limits every RUN step gets.
+    pub fn limits(&self) -> rbuild_executor::cgroup::Limits {
+        rbuild_executor::cgroup::Limits {
+            memory_bytes: self.memory,
+            cpu_quota_us: self.cpu_quota,
+            cpu_period_us: self.cpu_period,
+            cpu_shares: self.cpu_shares,
+            pids_max: self.pids_limit,
+        }
+    }
+}
+
 pub fn parse_add_host(v: &str) -> Result<(String, String), String> {
     let (host, ip) = v
         .split_once('=')

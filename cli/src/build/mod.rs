@@ -277,6 +277,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
             pull: args.pull,
             registry: registry.clone(),
             extra_hosts,
+            limits: args.limits(),
         },
         Some(notice),
     )

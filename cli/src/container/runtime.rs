@@ -40,6 +40,7 @@ pub fn create(root: &Path, args: &CreateArgs, registry: RegistryOptions) -> Resu
             pull: args.pull == PullPolicy::Always,
             registry,
             extra_hosts: Vec::new(),
+            limits: Default::default(),
         },
         Some(Arc::new(|line: &str| eprintln!("{line}"))),
     )?;

@@ -611,3 +611,34 @@ fn add_url_downloads_and_verifies_checksums() {
     assert!(err.contains("Dockerfile:2:1"), "{err}");
     assert!(err.to_lowercase().contains("checksum"), "{err}");
 }
+
+#[test]
+fn run_steps_get_the_builds_resource_limits() {
+    let Some(root) = Root::new() else { return };
+    let ctx = tempfile::tempdir().unwrap();
+    // `sort` keeps the whole newline-free stream in memory: 64 MB against a 16 MB limit.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN head -c 64m /dev/zero | sort > /dev/null\n",
+    )
+    .unwrap();
+    let dir = ctx.path().to_str().unwrap();
+    let out = root.build(&["--memory", "16m", "--no-cache", dir]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("out of memory"), "{err}");
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; wait\n",
+    )
+    .unwrap();
+    let out = root.build(&["--pids-limit", "4", "--no-cache", dir]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a pids limit of 4 stops the 8 children: {err}"
+    );
+    assert!(root.build(&["--memory", "lots", dir]).status.code() != Some(0));
+}

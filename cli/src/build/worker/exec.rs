@@ -195,6 +195,7 @@ fn run(
     p.etc = etc_files(inner, &hostname, spec.network);
     p.network = network;
     p.mounts = specs;
+    p.limits = inner.cfg.limits.clone();
     // Docker's RUN allows setuid binaries (sudo, su).
     p.no_new_privs = false;
     p.privileged = spec.security == Security::Insecure;

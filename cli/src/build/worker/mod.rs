@@ -61,6 +61,8 @@ pub struct WorkerConfig {
     pub registry: RegistryOptions,
     /// `--add-host` entries: (host, ip).
     pub extra_hosts: Vec<(String, String)>,
+    /// `--memory`, `--cpu-*`, `--pids-limit`: the cgroup limits of every RUN step.
+    pub limits: rbuild_executor::cgroup::Limits,
 }
 
 /// Receives a line about work that has no vertex of its own (pulls while resolving).
