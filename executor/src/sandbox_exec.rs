@@ -21,7 +21,7 @@ use nix::sys::signal::{SigmaskHow, Signal, sigprocmask};
 use crate::error::{Error, Result};
 use crate::sandbox::{ExitStatus, REPORT_FD, Report, SPEC_FD, init_program};
 use crate::sandbox_init::{
-    ChildFailure, Never, drop_privileges, exec, forwarded_signals, make_cwd, wait_child,
+    ChildFailure, Never, child_report, drop_privileges, exec, forwarded_signals, make_cwd,
 };
 use crate::{sys, user};
 
@@ -184,23 +184,7 @@ fn exec_monitor() -> Result<Report> {
         }
         sys::Fork::Parent(pid) => {
             drop(err_w);
-            let (code, signal) = wait_child(pid, &set)?;
-            let mut buf = Vec::new();
-            let _ = File::from(err_r).read_to_end(&mut buf);
-            if let Ok(f) = serde_json::from_slice::<ChildFailure>(&buf) {
-                return Ok(Report {
-                    code: f.code,
-                    signal: None,
-                    stage: Some(f.stage),
-                    message: Some(f.message),
-                });
-            }
-            Ok(Report {
-                code,
-                signal,
-                stage: None,
-                message: None,
-            })
+            child_report(pid, &set, err_r)
         }
     }
 }

@@ -155,25 +155,31 @@ fn monitor() -> Result<Report> {
         }
         sys::Fork::Parent(pid) => {
             drop(err_w);
-            let (code, signal) = wait_child(pid, &set)?;
-            let mut buf = Vec::new();
-            let _ = File::from(err_r).read_to_end(&mut buf);
-            if let Ok(f) = serde_json::from_slice::<ChildFailure>(&buf) {
-                return Ok(Report {
-                    code: f.code,
-                    signal: None,
-                    stage: Some(f.stage),
-                    message: Some(f.message),
-                });
-            }
-            Ok(Report {
-                code,
-                signal,
-                stage: None,
-                message: None,
-            })
+            child_report(pid, &set, err_r)
         }
     }
+}
+
+/// Waits for the forked child `pid` and builds the report: the failure it wrote on the
+/// `err_r` pipe before it could exec (a stage and a message), else its exit status.
+pub(crate) fn child_report(pid: Pid, set: &SigSet, err_r: std::os::fd::OwnedFd) -> Result<Report> {
+    let (code, signal) = wait_child(pid, set)?;
+    let mut buf = Vec::new();
+    let _ = File::from(err_r).read_to_end(&mut buf);
+    if let Ok(f) = serde_json::from_slice::<ChildFailure>(&buf) {
+        return Ok(Report {
+            code: f.code,
+            signal: None,
+            stage: Some(f.stage),
+            message: Some(f.message),
+        });
+    }
+    Ok(Report {
+        code,
+        signal,
+        stage: None,
+        message: None,
+    })
 }
 
 /// Waits for `pid`, forwarding signals; returns (Docker exit code, killing signal).

@@ -16,8 +16,7 @@ use rbuild_solver::op::{CacheSharing, ExecMount, ExecSpec, MountKind, Network, S
 use rbuild_solver::{ResultRef, Stream, VertexProgress, WorkerError};
 
 use super::file::view_of;
-use super::mounts::{Active, Throwaway, View};
-use super::state::SnapshotMeta;
+use super::mounts::{Active, Throwaway, View, finish_step};
 use super::{Inner, Input, blocking, input_of, result_name, werr};
 use crate::build::secrets::StepFiles;
 
@@ -242,22 +241,7 @@ fn run(
         }
         return Err(WorkerError::exit(status.code, lines));
     }
-    if let Some(parent) = &parent {
-        let lower = View::snapshot(sn, parent, || inner.mount_point())?;
-        active.prune_unchanged_dirs(lower.dir())?;
-    }
-    let empty = active.is_empty()?;
-    active.commit(name)?;
-    let meta = SnapshotMeta {
-        created: rbuild_exporter::images::now_rfc3339(),
-        empty,
-        ..SnapshotMeta::default()
-    };
-    inner
-        .state
-        .put_meta(name, &meta)
-        .map_err(WorkerError::new)?;
-    Ok(ResultRef(name.to_string()))
+    finish_step(inner, active, parent.as_deref(), name)
 }
 
 /// `RUN --mount=type=secret|ssh`: the secret as a read-only file on a private tmpfs and/or

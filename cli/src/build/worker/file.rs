@@ -13,8 +13,7 @@ use rbuild_solver::cache::CacheKey;
 use rbuild_solver::op::{CopyAction, CopySource, FileAction, FileSpec};
 use rbuild_solver::{ResultRef, VertexProgress, WorkerError};
 
-use super::mounts::{Active, View};
-use super::state::SnapshotMeta;
+use super::mounts::{Active, View, finish_step};
 use super::{Inner, Input, blocking, input_of, result_name, werr};
 
 mod download;
@@ -193,22 +192,7 @@ fn run(
     drop(views);
     target.unmount()?;
     drop(target);
-    if let Some(parent) = &parent {
-        let lower = View::snapshot(sn, parent, || inner.mount_point())?;
-        active.prune_unchanged_dirs(lower.dir())?;
-    }
-    let empty = active.is_empty()?;
-    active.commit(name)?;
-    let meta = SnapshotMeta {
-        created: rbuild_exporter::images::now_rfc3339(),
-        empty,
-        ..SnapshotMeta::default()
-    };
-    inner
-        .state
-        .put_meta(name, &meta)
-        .map_err(WorkerError::new)?;
-    Ok(ResultRef(name.to_string()))
+    finish_step(inner, active, parent.as_deref(), name)
 }
 
 /// A readable directory for an input: the context dir, or a snapshot's view.

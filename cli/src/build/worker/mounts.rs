@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use rbuild_executor::snapshot::{self, Mounts, Snapshotter};
-use rbuild_solver::WorkerError;
+use rbuild_solver::{ResultRef, WorkerError};
 
-use super::werr;
+use super::state::SnapshotMeta;
+use super::{Inner, werr};
 
 /// A directory under `mnt-v1/` that something may be mounted on; on drop, unmounted (when
 /// mounted) and removed. Never removed recursively: a failed unmount leaves it in place.
@@ -289,4 +290,30 @@ impl Drop for Throwaway {
             let _ = std::fs::remove_dir_all(&self.scratch);
         }
     }
+}
+
+/// Ends a RUN or file step: drops directories overlayfs copied up unchanged (against the
+/// parent's view), commits the active snapshot as `name` and records its metadata.
+pub fn finish_step(
+    inner: &Inner,
+    active: Active<'_>,
+    parent: Option<&str>,
+    name: &str,
+) -> Result<ResultRef, WorkerError> {
+    if let Some(parent) = parent {
+        let lower = View::snapshot(&inner.snapshotter, parent, || inner.mount_point())?;
+        active.prune_unchanged_dirs(lower.dir())?;
+    }
+    let empty = active.is_empty()?;
+    active.commit(name)?;
+    let meta = SnapshotMeta {
+        created: rbuild_exporter::images::now_rfc3339(),
+        empty,
+        ..SnapshotMeta::default()
+    };
+    inner
+        .state
+        .put_meta(name, &meta)
+        .map_err(WorkerError::new)?;
+    Ok(ResultRef(name.to_string()))
 }
