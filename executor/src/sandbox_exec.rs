@@ -21,9 +21,9 @@ use nix::sys::signal::{SigmaskHow, Signal, sigprocmask};
 use crate::error::{Error, Result};
 use crate::sandbox::{ExitStatus, REPORT_FD, Report, SPEC_FD, init_program};
 use crate::sandbox_init::{
-    ChildFailure, Never, child_report, drop_privileges, exec, forwarded_signals, make_cwd,
+    ChildFailure, Never, child_report, drop_privileges, exec, forwarded_signals, process_identity,
 };
-use crate::{sys, user};
+use crate::sys;
 
 /// The hidden first argument that turns the binary into the exec init.
 pub const EXEC_MARKER: &str = "__rbuild-exec-init";
@@ -203,28 +203,7 @@ fn exec_child(spec: &ExecSpec, err_w: OwnedFd) -> ! {
 fn exec_setup(spec: &ExecSpec) -> std::result::Result<Never, ChildFailure> {
     sys::reset_signals().map_err(ChildFailure::setup)?;
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(ChildFailure::setup)?;
-    let passwd = std::fs::read_to_string("/etc/passwd").ok();
-    let group = std::fs::read_to_string("/etc/group").ok();
-    let id = user::resolve(&spec.user, passwd.as_deref(), group.as_deref()).map_err(|e| {
-        ChildFailure {
-            stage: "user".into(),
-            code: 125,
-            message: match e {
-                Error::User { reason, .. } => reason,
-                other => other.to_string(),
-            },
-        }
-    })?;
-    let mut env = spec.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", id.home));
-    }
-    let cwd = if spec.cwd.is_empty() {
-        "/"
-    } else {
-        spec.cwd.as_str()
-    };
-    make_cwd(Path::new(cwd), id.uid, id.gid).map_err(ChildFailure::setup)?;
+    let (id, env, cwd) = process_identity(&spec.user, &spec.env, &spec.cwd)?;
     drop_privileges(&id, spec.no_new_privs).map_err(ChildFailure::setup)?;
     nix::unistd::chdir(cwd).map_err(|e| ChildFailure {
         stage: "exec".into(),

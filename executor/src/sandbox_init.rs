@@ -160,6 +160,35 @@ fn monitor() -> Result<Report> {
     }
 }
 
+/// Inside the container's root, before dropping privileges: the USER resolved from its
+/// `/etc/passwd` and `/etc/group`, the environment with `HOME` defaulted to the user's, and
+/// the working directory (`/` when empty), created for the user if missing.
+pub(crate) fn process_identity<'a>(
+    user_spec: &str,
+    env: &[String],
+    cwd: &'a str,
+) -> std::result::Result<(user::Identity, Vec<String>, &'a str), ChildFailure> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok();
+    let group = std::fs::read_to_string("/etc/group").ok();
+    let id = user::resolve(user_spec, passwd.as_deref(), group.as_deref()).map_err(|e| {
+        ChildFailure {
+            stage: "user".into(),
+            code: 125,
+            message: match e {
+                Error::User { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        }
+    })?;
+    let mut env = env.to_vec();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", id.home));
+    }
+    let cwd = if cwd.is_empty() { "/" } else { cwd };
+    make_cwd(Path::new(cwd), id.uid, id.gid).map_err(ChildFailure::setup)?;
+    Ok((id, env, cwd))
+}
+
 /// Waits for the forked child `pid` and builds the report: the failure it wrote on the
 /// `err_r` pipe before it could exec (a stage and a message), else its exit status.
 pub(crate) fn child_report(pid: Pid, set: &SigSet, err_r: std::os::fd::OwnedFd) -> Result<Report> {
@@ -233,27 +262,7 @@ fn setup_and_exec(spec: &InitSpec) -> std::result::Result<Never, ChildFailure> {
     if p.network == NetworkMode::None {
         sys::loopback_up().map_err(ChildFailure::setup)?;
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").ok();
-    let group = std::fs::read_to_string("/etc/group").ok();
-    let id =
-        user::resolve(&p.user, passwd.as_deref(), group.as_deref()).map_err(|e| ChildFailure {
-            stage: "user".into(),
-            code: 125,
-            message: match e {
-                Error::User { reason, .. } => reason,
-                other => other.to_string(),
-            },
-        })?;
-    let mut env = p.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", id.home));
-    }
-    let cwd = if p.cwd.is_empty() {
-        "/"
-    } else {
-        p.cwd.as_str()
-    };
-    make_cwd(Path::new(cwd), id.uid, id.gid).map_err(ChildFailure::setup)?;
+    let (id, env, cwd) = process_identity(&p.user, &p.env, &p.cwd)?;
     if p.privileged {
         drop_privileges_to(&id, p.no_new_privs, true)
     } else {
