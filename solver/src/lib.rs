@@ -13,6 +13,7 @@
 //! ```
 
 pub mod cache;
+pub mod cache_export;
 pub mod config;
 pub mod error;
 pub mod graph;
