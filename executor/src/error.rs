@@ -61,6 +61,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A seccomp profile that cannot be read, checked or compiled.
+    #[error("seccomp: {0}")]
+    Seccomp(String),
     /// The sandbox init failed before the user's command started.
     #[error("sandbox: {0}")]
     Sandbox(String),

@@ -13,6 +13,8 @@ pub mod sandbox;
 mod sandbox_exec;
 mod sandbox_init;
 mod sandbox_rootfs;
+pub mod seccomp;
+pub mod security;
 pub mod snapshot;
 mod snapshot_fs;
 mod sys;

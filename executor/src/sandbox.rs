@@ -23,6 +23,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::cgroup::{Cgroup, Limits};
 use crate::error::{Error, IoContext, Result};
+use crate::security::{Seccomp, Security};
 
 /// The hidden first argument that turns the binary into the sandbox init.
 pub const INIT_MARKER: &str = "__rbuild-sandbox-init";
@@ -101,6 +102,11 @@ pub struct ProcessSpec {
     /// Keep every capability instead of Docker's default set (`RUN --security=insecure`).
     #[serde(default)]
     pub privileged: bool,
+    /// Capabilities, seccomp, ulimits, `/dev/shm` size, cgroup namespace (Docker's
+    /// defaults when left alone). With `privileged`: every capability, no seccomp filter,
+    /// no masked or read-only paths, the host's devices and a writable `/sys`.
+    #[serde(default)]
+    pub security: Security,
 }
 
 impl ProcessSpec {
@@ -119,6 +125,7 @@ impl ProcessSpec {
             limits: Limits::default(),
             no_new_privs: true,
             privileged: false,
+            security: Security::default(),
         }
     }
 }
@@ -216,6 +223,12 @@ pub(crate) struct InitSpec {
     pub etc_sources: Vec<(PathBuf, String)>,
     /// Start a new session (not when the caller's terminal is inherited).
     pub new_session: bool,
+    /// The process's capability set (`CAP_*` names).
+    #[serde(default)]
+    pub caps: Vec<String>,
+    /// Seccomp BPF programs (code, jt, jf, k) installed in order before `execve`.
+    #[serde(default)]
+    pub seccomp: Vec<Vec<(u16, u8, u8, u32)>>,
 }
 
 static INIT_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
@@ -364,6 +377,28 @@ fn validate(spec: &ProcessSpec) -> Result<()> {
     Ok(())
 }
 
+/// BPF programs as the init receives them.
+type Programs = Vec<Vec<(u16, u8, u8, u32)>>;
+
+/// The capability set and the compiled seccomp programs of `spec` (none when privileged or
+/// unconfined).
+pub(crate) fn security_of(spec: &ProcessSpec) -> Result<(Vec<String>, Programs)> {
+    let caps = crate::security::effective_caps(&spec.security, spec.privileged)?;
+    let profile = match (&spec.security.seccomp, spec.privileged) {
+        (_, true) | (Seccomp::Unconfined, _) => None,
+        (Seccomp::Default, _) => Some(crate::seccomp::default_profile()),
+        (Seccomp::Profile(p), _) => Some(p.clone()),
+    };
+    let programs = match profile {
+        Some(p) => crate::seccomp::compile(&p, &caps)?
+            .into_iter()
+            .map(|prog| prog.iter().map(|f| (f.code, f.jt, f.jf, f.k)).collect())
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok((caps.into_iter().collect(), programs))
+}
+
 /// Runs `spec` to completion and returns how it ended. Errors are failures to set the
 /// sandbox up (bad spec, unknown user, mount failure); a command that ran — or could not be
 /// executed (126/127) — is an `Ok` status. Blocking: call it from `spawn_blocking`.
@@ -400,11 +435,14 @@ pub fn run(spec: &ProcessSpec, stdio: Stdio<'_>, opts: &RunOptions) -> Result<Ex
         };
         stubs.ensure(&spec.rootfs, m.target(), dir)?;
     }
+    let (caps, seccomp) = security_of(spec)?;
     let init = InitSpec {
         process: spec.clone(),
         cgroup_procs: cgroup.procs_files(),
         etc_sources,
         new_session: !matches!(stdio, Stdio::Inherit),
+        caps,
+        seccomp,
     };
     let result = spawn_and_wait(&init, stdio, opts, &cgroup);
     let killed = cgroup.kill_all();

@@ -252,6 +252,10 @@ fn setup_and_exec(spec: &InitSpec) -> std::result::Result<Never, ChildFailure> {
         std::fs::write(procs, "0")
             .map_err(|e| ChildFailure::setup(format!("join cgroup {}: {e}", procs.display())))?;
     }
+    if p.security.cgroupns_private {
+        // After joining: the run's cgroup becomes the namespace's root.
+        sys::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(ChildFailure::setup)?;
+    }
     if spec.new_session {
         let _ = nix::unistd::setsid();
     }
@@ -263,12 +267,23 @@ fn setup_and_exec(spec: &InitSpec) -> std::result::Result<Never, ChildFailure> {
         sys::loopback_up().map_err(ChildFailure::setup)?;
     }
     let (id, env, cwd) = process_identity(&p.user, &p.env, &p.cwd)?;
-    if p.privileged {
-        drop_privileges_to(&id, p.no_new_privs, true)
-    } else {
-        drop_privileges(&id, p.no_new_privs)
+    for u in &p.security.ulimits {
+        sys::set_rlimit(&u.name, u.soft, u.hard).map_err(ChildFailure::setup)?;
     }
-    .map_err(ChildFailure::setup)?;
+    // As runc: with no_new_privs the filter goes on last, after the capabilities are gone;
+    // without it, installing needs CAP_SYS_ADMIN, so before dropping them.
+    if !p.no_new_privs {
+        install_seccomp(&spec.seccomp)?;
+    }
+    let keep: caps::CapsHashSet = spec
+        .caps
+        .iter()
+        .filter_map(|c| c.parse::<Capability>().ok())
+        .collect();
+    drop_privileges_to(&id, p.no_new_privs, &keep).map_err(ChildFailure::setup)?;
+    if p.no_new_privs {
+        install_seccomp(&spec.seccomp)?;
+    }
     nix::unistd::chdir(cwd).map_err(|e| ChildFailure {
         stage: "exec".into(),
         code: 126,
@@ -302,20 +317,33 @@ fn caps_err(e: caps::errors::CapsError) -> Error {
     Error::Sandbox(format!("capabilities: {e}"))
 }
 
+/// Installs the seccomp programs of the run, in order.
+fn install_seccomp(programs: &[Vec<(u16, u8, u8, u32)>]) -> std::result::Result<(), ChildFailure> {
+    for prog in programs {
+        let bpf: Vec<seccompiler::sock_filter> = prog
+            .iter()
+            .map(|&(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
+            .collect();
+        sys::seccomp_install(&bpf).map_err(ChildFailure::setup)?;
+    }
+    Ok(())
+}
+
 /// Bounding set to Docker's defaults, then groups/gid/uid, then the process's sets
 /// (root keeps the default set; any other user ends with none), then `no_new_privs`.
 pub(crate) fn drop_privileges(id: &user::Identity, no_new_privs: bool) -> Result<()> {
-    drop_privileges_to(id, no_new_privs, false)
+    drop_privileges_to(id, no_new_privs, &DEFAULT_CAPS.iter().copied().collect())
 }
 
-/// [`drop_privileges`], keeping every capability when `privileged` (`--security=insecure`).
-fn drop_privileges_to(id: &user::Identity, no_new_privs: bool, privileged: bool) -> Result<()> {
-    let keep: caps::CapsHashSet = if privileged {
-        // Everything this process may hold (all of them for a fully privileged root).
-        caps::read(None, CapSet::Permitted).map_err(caps_err)?
-    } else {
-        DEFAULT_CAPS.iter().copied().collect()
-    };
+/// [`drop_privileges`] to the capability set `keep` (those this process holds; every one
+/// for `--privileged`).
+fn drop_privileges_to(
+    id: &user::Identity,
+    no_new_privs: bool,
+    keep: &caps::CapsHashSet,
+) -> Result<()> {
+    let held = caps::read(None, CapSet::Permitted).map_err(caps_err)?;
+    let keep: caps::CapsHashSet = keep.intersection(&held).copied().collect();
     for cap in caps::runtime::thread_all_supported() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap).map_err(caps_err)?;

@@ -108,13 +108,26 @@ pub(crate) fn setup(spec: &InitSpec) -> Result<()> {
         M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
         None,
     )?;
-    setup_dev(&real_dir(rootfs, "dev")?)?;
+    let privileged = spec.process.privileged;
+    let shm = spec
+        .process
+        .security
+        .shm_size
+        .unwrap_or(crate::security::DEFAULT_SHM_SIZE);
+    let dev_dir = real_dir(rootfs, "dev")?;
+    setup_dev(&dev_dir, shm)?;
+    if privileged {
+        host_devices(Path::new("/dev"), &dev_dir)?;
+    }
     let sys_dir = real_dir(rootfs, "sys")?;
-    let ro = M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC | M::MS_RDONLY;
-    if sys::mount(Some("sysfs"), &sys_dir, Some("sysfs"), ro, None).is_err() {
-        // Not permitted for the host network namespace on some kernels: a read-only
-        // recursive bind of the host's /sys instead.
-        sys::bind_mount(Path::new("/sys"), &sys_dir, true, true)?;
+    let mut sys_flags = M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC;
+    if !privileged {
+        sys_flags |= M::MS_RDONLY;
+    }
+    if sys::mount(Some("sysfs"), &sys_dir, Some("sysfs"), sys_flags, None).is_err() {
+        // Not permitted for the host network namespace on some kernels: a recursive bind
+        // of the host's /sys instead (read-only unless privileged).
+        sys::bind_mount(Path::new("/sys"), &sys_dir, true, !privileged)?;
     }
 
     let mut binds: Vec<(&Path, &str, bool)> = spec
@@ -153,7 +166,52 @@ pub(crate) fn setup(spec: &InitSpec) -> Result<()> {
     }
 
     sys::pivot_root(rootfs)?;
+    if privileged {
+        return Ok(());
+    }
     mask_paths()
+}
+
+/// `--privileged`: the host's device nodes (char and block, in `/dev` and its
+/// subdirectories other than `pts`, `shm` and `mqueue`) recreated in the container's
+/// `/dev`, as runc does for a privileged container.
+fn host_devices(host: &Path, dev: &Path) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let rd = std::fs::read_dir(host).map_err(|e| Error::io("read", host, e))?;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let src = e.path();
+        let dst = dev.join(&name);
+        let Ok(m) = std::fs::symlink_metadata(&src) else {
+            continue;
+        };
+        let ft = m.file_type();
+        if ft.is_dir() {
+            if matches!(name.to_str(), Some("pts" | "shm" | "mqueue")) {
+                continue;
+            }
+            if std::fs::symlink_metadata(&dst).is_err() {
+                std::fs::create_dir(&dst).map_err(|e| Error::io("mkdir", &dst, e))?;
+            }
+            host_devices(&src, &dst)?;
+        } else if (ft.is_char_device() || ft.is_block_device())
+            && std::fs::symlink_metadata(&dst).is_err()
+        {
+            let kind = if ft.is_char_device() {
+                nix::sys::stat::SFlag::S_IFCHR
+            } else {
+                nix::sys::stat::SFlag::S_IFBLK
+            };
+            sys::mknod_raw(&dst, kind, m.mode() & 0o7777, m.rdev())?;
+            std::fs::set_permissions(
+                &dst,
+                std::os::unix::fs::PermissionsExt::from_mode(m.mode() & 0o7777),
+            )
+            .map_err(|e| Error::io("chmod", &dst, e))?;
+            let _ = std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid()));
+        }
+    }
+    Ok(())
 }
 
 /// A mount target resolved in the rootfs. Targets below `/dev` live on the fresh `/dev`
@@ -175,7 +233,7 @@ fn dev_target(rootfs: &Path, target: &str, dir: bool) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn setup_dev(dev: &Path) -> Result<()> {
+fn setup_dev(dev: &Path, shm_size: u64) -> Result<()> {
     sys::mount(
         Some("tmpfs"),
         dev,
@@ -213,7 +271,7 @@ fn setup_dev(dev: &Path) -> Result<()> {
         &dev.join("shm"),
         Some("tmpfs"),
         M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
+        Some(&format!("mode=1777,size={shm_size}")),
     )?;
     // Needs the new IPC namespace; not essential.
     let _ = sys::mount(

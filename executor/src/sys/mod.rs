@@ -26,6 +26,9 @@ pub use nix::mount::MsFlags as MountFlags;
 mod netns;
 pub use netns::{is_netns_file, setns_net_this_thread, thread_netns_path, unshare_net_this_thread};
 
+mod security;
+pub use security::{seccomp_install, set_rlimit};
+
 /// `mount(2)`.
 pub fn mount(
     source: Option<&str>,

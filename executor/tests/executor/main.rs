@@ -8,4 +8,5 @@ mod context;
 mod fileop;
 mod net;
 mod sandbox;
+mod security;
 mod snapshot;
