@@ -24,6 +24,14 @@ pub struct BuildArgs {
     /// Do not cache specified stages
     #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
     pub no_cache_filter: Vec<String>,
+    /// External cache sources (e.g. "type=local,src=DIR", "type=registry,ref=REF", or an
+    /// image reference with an inline cache); repeatable
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Cache export destinations (e.g. "type=local,dest=DIR[,mode=max]",
+    /// "type=registry,ref=REF[,mode=max]", "type=inline"); repeatable
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
     /// Always attempt to pull all referenced images
     #[arg(long)]
     pub pull: bool,

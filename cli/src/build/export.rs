@@ -49,7 +49,7 @@ fn compression_name(c: Compression) -> &'static str {
 }
 
 /// The snapshot keys of `result`'s chain, bottom first.
-fn chain(worker: &RealWorker, result: &ResultRef) -> Result<Vec<String>, String> {
+pub(crate) fn chain(worker: &RealWorker, result: &ResultRef) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut cur = Some(result.0.clone());
     while let Some(key) = cur {
@@ -64,8 +64,9 @@ fn chain(worker: &RealWorker, result: &ResultRef) -> Result<Vec<String>, String>
     Ok(out)
 }
 
-/// The layer of one snapshot (`None`: it changed nothing), written if needed.
-fn layer_of(
+/// The layer of one snapshot (`None`: it changed nothing), written if needed; whether it
+/// was written now; the snapshot's creation time.
+pub(crate) fn layer_of(
     worker: &RealWorker,
     key: &str,
     opts: &ExportOptions,
@@ -131,12 +132,14 @@ fn layer_of(
     Ok((Some(to_layer(&b, false)?), true, meta.created))
 }
 
-/// Writes the image of `result` with `config` into the store (not named).
+/// Writes the image of `result` with `config` into the store (not named). `extra` is a
+/// top-level config field added as is (the inline build cache).
 pub fn export_image(
     worker: &RealWorker,
     result: Option<&ResultRef>,
     config: &Image,
     opts: &ExportOptions,
+    extra: Option<(String, serde_json::Value)>,
 ) -> Result<Exported, String> {
     let store = worker.store();
     let lease = store.lease().map_err(|e| e.to_string())?;
@@ -197,7 +200,16 @@ pub fn export_image(
             .or_else(|| Some(rbuild_exporter::images::now_rfc3339()));
     }
     image.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
-    let bytes = serde_json::to_vec(&image).map_err(|e| e.to_string())?;
+    let bytes = match extra {
+        None => serde_json::to_vec(&image).map_err(|e| e.to_string())?,
+        Some((field, value)) => {
+            let mut v = serde_json::to_value(&image).map_err(|e| e.to_string())?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(field, value);
+            }
+            serde_json::to_vec(&v).map_err(|e| e.to_string())?
+        }
+    };
     let stored = compose::write_image_with_config(store, &layers, &bytes, ManifestFormat::Oci)
         .map_err(|e| e.to_string())?;
     Ok(Exported {

@@ -3,6 +3,7 @@
 //! outputs, and print BuildKit-style progress and a summary on stderr.
 
 pub mod args;
+pub mod cache_io;
 pub mod explain;
 mod export;
 mod output;
@@ -155,6 +156,18 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         std::env::var(k).ok()
     })
     .map_err(|e| miette!("{e}"))?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|s| cache_io::parse_cache_to(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| miette!("{e}"))?;
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|s| cache_io::parse_cache_from(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| miette!("{e}"))?;
     let mut labels = BTreeMap::new();
     for l in &args.labels {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -288,6 +301,17 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         .enable_all()
         .build()
         .into_diagnostic()?;
+    if !cache_from.is_empty() {
+        let n = renderer.begin("importing cache manifests");
+        let warn = |line: &str| renderer.println(line);
+        let imports =
+            rt.block_on(cache_io::load(worker.store(), &cache_from, &registry, &warn));
+        for s in &imports.sources {
+            renderer.status(n, &format!("{} done", s.name));
+        }
+        renderer.done(n);
+        worker.set_imports(imports);
+    }
     let build = async {
         let graph = rbuild_solver::lower(&df, &opts, &worker).await?;
         for (reference, digest) in resolved_images(&graph) {
@@ -333,6 +357,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         registry: &registry,
         compression,
         epoch,
+        inline_cache: cache_to.contains(&cache_io::CacheTo::Inline),
     };
     let summary = match output::write(&ctx, &solved, &outputs) {
         Ok(s) => s,
@@ -341,6 +366,10 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
             return Err(miette!("{e}"));
         }
     };
+    if let Err(e) = output::export_cache(&ctx, &solved, &cache_to) {
+        renderer.finish();
+        return Err(miette!("{e}"));
+    }
     renderer.finish();
     drop(rt);
     if let Some(id) = &summary.image_id {

@@ -13,6 +13,7 @@ use rbuild_exporter::{media, push};
 use rbuild_solver::SolveResult;
 
 use super::args::{BuildArgs, Compression, Output};
+use super::cache_io;
 use super::export::{self, ExportOptions};
 use super::progress::Renderer;
 use super::worker::RealWorker;
@@ -25,6 +26,75 @@ pub struct Ctx<'a> {
     pub registry: &'a RegistryOptions,
     pub compression: Compression,
     pub epoch: Option<u64>,
+    /// `--cache-to type=inline`: the cache goes into the image config.
+    pub inline_cache: bool,
+}
+
+impl Ctx<'_> {
+    fn export_options(&self) -> ExportOptions {
+        ExportOptions {
+            compression: match self.compression {
+                Compression::Gzip => media::Compression::Gzip,
+                Compression::Zstd => media::Compression::Zstd,
+                Compression::Uncompressed => media::Compression::None,
+            },
+            epoch: self.epoch,
+        }
+    }
+}
+
+/// `--cache-to type=local|registry`: the cache of this build, exported after the image.
+pub fn export_cache(
+    ctx: &Ctx<'_>,
+    solved: &SolveResult,
+    targets: &[cache_io::CacheTo],
+) -> Result<(), String> {
+    let r = ctx.renderer;
+    for t in targets {
+        let (mode, what) = match t {
+            cache_io::CacheTo::Inline => continue,
+            cache_io::CacheTo::Local { dest, mode, .. } => (*mode, dest.display().to_string()),
+            cache_io::CacheTo::Registry { reference, mode } => (*mode, reference.clone()),
+        };
+        let n = r.begin("exporting cache");
+        let cfg = cache_io::collect(
+            ctx.worker,
+            &solved.records,
+            solved.result.as_ref(),
+            mode,
+            &ctx.export_options(),
+        )?;
+        r.status(
+            n,
+            &format!(
+                "preparing build cache for export ({} records, {} layers) done",
+                cfg.records.len(),
+                cfg.layers.len()
+            ),
+        );
+        match t {
+            cache_io::CacheTo::Local { dest, tag, .. } => {
+                cache_io::write_local(ctx.worker.store(), &cfg, dest, tag)
+                    .map_err(|e| format!("exporting cache to {what}: {e}"))?;
+            }
+            cache_io::CacheTo::Registry { reference, .. } => {
+                let d = ctx
+                    .rt
+                    .block_on(cache_io::write_registry(
+                        ctx.worker.store(),
+                        &cfg,
+                        reference,
+                        ctx.registry,
+                    ))
+                    .map_err(|e| format!("exporting cache to {what}: {e}"))?;
+                r.status(n, &format!("writing cache manifest {d} done"));
+            }
+            cache_io::CacheTo::Inline => {}
+        }
+        r.status(n, &format!("exporting cache to {what} done"));
+        r.done(n);
+    }
+    Ok(())
 }
 
 /// What the command reports at the end.
@@ -87,16 +157,30 @@ pub fn write(ctx: &Ctx<'_>, solved: &SolveResult, outputs: &[Output]) -> Result<
     let mut summary = Summary::default();
     if needs_image {
         let n = r.begin("exporting to image");
-        let opts = ExportOptions {
-            compression: match ctx.compression {
-                Compression::Gzip => media::Compression::Gzip,
-                Compression::Zstd => media::Compression::Zstd,
-                Compression::Uncompressed => media::Compression::None,
-            },
-            epoch: ctx.epoch,
+        let opts = ctx.export_options();
+        let inline = if ctx.inline_cache {
+            let cfg = cache_io::collect(
+                ctx.worker,
+                &solved.records,
+                solved.result.as_ref(),
+                rbuild_solver::cache_export::CacheMode::Min,
+                &opts,
+            )?;
+            r.status(
+                n,
+                &format!("preparing inline cache ({} records) done", cfg.records.len()),
+            );
+            Some(cache_io::inline_value(&cfg)?)
+        } else {
+            None
         };
-        let exported =
-            export::export_image(ctx.worker, solved.result.as_ref(), &solved.image, &opts)?;
+        let exported = export::export_image(
+            ctx.worker,
+            solved.result.as_ref(),
+            &solved.image,
+            &opts,
+            inline,
+        )?;
         let image = &exported.image;
         r.status(
             n,

@@ -15,6 +15,7 @@ use sha2::Digest as _;
 use crate::workspace;
 
 mod cache;
+mod cache_io;
 mod differential;
 
 /// Skips (returns None) unless root with busybox-static; else the base image archive.

@@ -40,6 +40,8 @@ use rbuild_solver::{
 };
 
 pub use state::State;
+/// The snapshot key of an image layer stack (imported caches name base layers alike).
+pub(crate) use image::layer_key as image_layer_key;
 
 /// The name of the main build context (the solver's `MAIN_CONTEXT`).
 pub const MAIN_CONTEXT: &str = "context";
@@ -84,6 +86,8 @@ pub(crate) struct Inner {
     access: std::sync::OnceLock<Arc<crate::build::secrets::Access>>,
     /// What this build hashed, hit and ran, for `--explain`.
     log: std::sync::Mutex<BuildLog>,
+    /// `--cache-from` sources, looked up when the local cache misses.
+    pub(crate) imports: std::sync::OnceLock<Arc<crate::build::cache_io::Imports>>,
 }
 
 /// What one build's worker saw, for `--explain` and the build history.
@@ -95,6 +99,8 @@ pub struct BuildLog {
     pub hits: std::collections::BTreeSet<String>,
     /// Keys whose step ran.
     pub executed: std::collections::BTreeSet<String>,
+    /// Keys that hit a `--cache-from` source → the source's name.
+    pub imported: std::collections::BTreeMap<String, String>,
 }
 
 /// The worker; cheap to clone.
@@ -152,6 +158,7 @@ impl RealWorker {
                 notice,
                 access: std::sync::OnceLock::new(),
                 log: std::sync::Mutex::new(BuildLog::default()),
+                imports: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -176,6 +183,11 @@ impl RealWorker {
     /// Gives RUN steps the build's secrets, ssh agents and entitlements (once).
     pub fn set_access(&self, access: crate::build::secrets::Access) {
         let _ = self.inner.access.set(Arc::new(access));
+    }
+
+    /// Gives the build its `--cache-from` sources (once).
+    pub fn set_imports(&self, imports: crate::build::cache_io::Imports) {
+        let _ = self.inner.imports.set(Arc::new(imports));
     }
 
     /// A fresh mount point guard under `mnt-v1/`.
@@ -255,6 +267,30 @@ impl ImageResolver for RealWorker {
     }
 }
 
+impl RealWorker {
+    /// The local cache's result for `key` (its snapshot must be committed).
+    async fn local_cache_get(&self, key: &CacheKey) -> Result<Option<ResultRef>, WorkerError> {
+        let inner = self.inner.clone();
+        let key = key.0.clone();
+        blocking(move || {
+            let Some(result) = inner.state.get(&key) else {
+                return Ok(None);
+            };
+            // A hit needs its snapshot, committed.
+            let hit = result.starts_with(CONTEXT_PREFIX)
+                || matches!(inner.snapshotter.stat(&result),
+                    Ok(info) if info.kind == rbuild_executor::snapshot::Kind::Committed);
+            if !hit {
+                return Ok(None);
+            }
+            inner.state.touch(&key);
+            inner.log().hits.insert(key);
+            Ok(Some(ResultRef(result)))
+        })
+        .await
+    }
+}
+
 impl Worker for RealWorker {
     async fn hash_context(&self, selection: &ContextSelection) -> Result<String, WorkerError> {
         let inner = self.inner.clone();
@@ -285,24 +321,29 @@ impl Worker for RealWorker {
     }
 
     async fn cache_get(&self, key: &CacheKey) -> Result<Option<ResultRef>, WorkerError> {
+        if let Some(hit) = self.local_cache_get(key).await? {
+            return Ok(Some(hit));
+        }
         let inner = self.inner.clone();
-        let key = key.0.clone();
+        let Some(imports) = inner.imports.get().cloned() else {
+            return Ok(None);
+        };
+        let Some((snapshot, source)) =
+            crate::build::cache_io::import(&inner, &imports, key).await
+        else {
+            return Ok(None);
+        };
+        let k = key.0.clone();
+        let result = snapshot.clone();
         blocking(move || {
-            let Some(result) = inner.state.get(&key) else {
-                return Ok(None);
-            };
-            // A hit needs its snapshot, committed.
-            let hit = result.starts_with(CONTEXT_PREFIX)
-                || matches!(inner.snapshotter.stat(&result),
-                    Ok(info) if info.kind == rbuild_executor::snapshot::Kind::Committed);
-            if !hit {
-                return Ok(None);
-            }
-            inner.state.touch(&key);
-            inner.log().hits.insert(key);
-            Ok(Some(ResultRef(result)))
+            inner.state.put(&k, &result).map_err(WorkerError::new)?;
+            let mut log = inner.log();
+            log.hits.insert(k.clone());
+            log.imported.insert(k, source);
+            Ok(())
         })
-        .await
+        .await?;
+        Ok(Some(ResultRef(snapshot)))
     }
 
     async fn cache_put(&self, key: &CacheKey, result: &ResultRef) -> Result<(), WorkerError> {
