@@ -18,10 +18,11 @@ pub mod security;
 pub mod snapshot;
 mod snapshot_fs;
 mod sys;
+pub mod tty;
 pub mod user;
 
 pub use error::{Error, Result};
 pub use sandbox::{ExitStatus, MountSpec, NetworkMode, ProcessSpec, RunOptions, Stdio, run};
-pub use sandbox_exec::{ExecSpec, exec_in};
+pub use sandbox_exec::{ExecSpec, exec_in, exec_in_with};
 pub use sandbox_init::sandbox_init_entry;
 pub use snapshot::{Mounts, Snapshotter};

@@ -107,6 +107,10 @@ pub struct ProcessSpec {
     /// no masked or read-only paths, the host's devices and a writable `/sys`.
     #[serde(default)]
     pub security: Security,
+    /// `--init`: PID 1 is rbuild's minimal init, which runs the command as its child,
+    /// forwards signals to it and reaps orphaned zombies (Docker's tini).
+    #[serde(default)]
+    pub init: bool,
 }
 
 impl ProcessSpec {
@@ -126,6 +130,7 @@ impl ProcessSpec {
             no_new_privs: true,
             privileged: false,
             security: Security::default(),
+            init: false,
         }
     }
 }
@@ -154,6 +159,9 @@ pub enum Stdio<'a> {
     /// Everything to `/dev/null`.
     #[default]
     Null,
+    /// A pseudo-terminal opened inside the container as its stdin/stdout/stderr and
+    /// controlling terminal (`rbuild run -t`).
+    Pty(crate::tty::PtyIo<'a>),
 }
 
 impl std::fmt::Debug for Stdio<'_> {
@@ -166,6 +174,7 @@ impl std::fmt::Debug for Stdio<'_> {
                 .finish(),
             Stdio::Inherit => f.write_str("Inherit"),
             Stdio::Null => f.write_str("Null"),
+            Stdio::Pty(io) => io.fmt(f),
         }
     }
 }
@@ -229,6 +238,9 @@ pub(crate) struct InitSpec {
     /// Seccomp BPF programs (code, jt, jf, k) installed in order before `execve`.
     #[serde(default)]
     pub seccomp: Vec<Vec<(u16, u8, u8, u32)>>,
+    /// Open a pseudo-terminal inside and send its master on fd 5.
+    #[serde(default)]
+    pub tty: Option<crate::tty::TtySpec>,
 }
 
 static INIT_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
@@ -443,6 +455,10 @@ pub fn run(spec: &ProcessSpec, stdio: Stdio<'_>, opts: &RunOptions) -> Result<Ex
         new_session: !matches!(stdio, Stdio::Inherit),
         caps,
         seccomp,
+        tty: match &stdio {
+            Stdio::Pty(io) => Some(io.tty),
+            _ => None,
+        },
     };
     let result = spawn_and_wait(&init, stdio, opts, &cgroup);
     let killed = cgroup.kill_all();
@@ -471,6 +487,7 @@ fn spawn_and_wait(
     let (report_r, report_w) = pipe()?;
     let mut cmd = Command::new(init_program());
     cmd.arg(INIT_MARKER);
+    let mut pty = None;
     let (tail_max, mut on_line) = match stdio {
         Stdio::Capture { tail, on_line } => {
             cmd.stdin(StdStdio::null())
@@ -485,10 +502,23 @@ fn spawn_and_wait(
                 .stderr(StdStdio::null());
             (0, None)
         }
+        Stdio::Pty(io) => {
+            cmd.stdin(StdStdio::null())
+                .stdout(StdStdio::null())
+                .stderr(StdStdio::null());
+            pty = Some(io);
+            (0, None)
+        }
     };
-    let mut child =
-        crate::sys::spawn_with_fds(&mut cmd, vec![(spec_r, SPEC_FD), (report_w, REPORT_FD)])
-            .map_err(|e| Error::Sandbox(format!("spawn {}: {e}", init_program().display())))?;
+    let mut fds = vec![(spec_r, SPEC_FD), (report_w, REPORT_FD)];
+    let mut console = None;
+    if pty.is_some() {
+        let (ours, theirs) = crate::sys::fd_socketpair()?;
+        fds.push((theirs, crate::tty::CONSOLE_FD));
+        console = Some(ours);
+    }
+    let mut child = crate::sys::spawn_with_fds(&mut cmd, fds)
+        .map_err(|e| Error::Sandbox(format!("spawn {}: {e}", init_program().display())))?;
     if let Some(tx) = &opts.started {
         let _ = tx.send(child.id());
     }
@@ -533,6 +563,22 @@ fn spawn_and_wait(
     let mut drain_deadline: Option<Instant> = None;
     let mut cancelled_at: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
+    if let (Some(io), Some(sock)) = (pty.as_mut(), console) {
+        report_buf = crate::tty::pump(sock, &mut report_file, io, || {
+            if opts
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+            {
+                let at = *cancelled_at.get_or_insert_with(Instant::now);
+                let _ = cgroup.kill_all();
+                if at.elapsed() > Duration::from_secs(5) {
+                    let _ = child.kill();
+                }
+            }
+        })?;
+        report_open = false;
+    }
     while report_open || !streams.is_empty() {
         if opts
             .cancel

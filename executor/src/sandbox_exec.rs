@@ -24,6 +24,7 @@ use crate::sandbox_init::{
     ChildFailure, Never, child_report, drop_privileges, exec, forwarded_signals, process_identity,
 };
 use crate::sys;
+use crate::tty::{CONSOLE_FD, PtyIo, TtySpec};
 
 /// The hidden first argument that turns the binary into the exec init.
 pub const EXEC_MARKER: &str = "__rbuild-exec-init";
@@ -43,24 +44,59 @@ pub struct ExecSpec {
     pub no_new_privs: bool,
 }
 
+/// What the exec init receives: the spec and whether to open a terminal.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ExecInit {
+    #[serde(flatten)]
+    spec: ExecSpec,
+    #[serde(default)]
+    tty: Option<TtySpec>,
+}
+
 /// Runs `spec` in the container with the caller's stdio; blocks until it ends. `Err` means
 /// the exec could not be set up (container gone, unknown user); 126/127 are `Ok`.
 pub fn exec_in(spec: &ExecSpec) -> Result<ExitStatus> {
+    exec_in_with(spec, None)
+}
+
+/// [`exec_in`], on a pseudo-terminal opened inside the container when `pty` is given
+/// (`exec -t`).
+pub fn exec_in_with(spec: &ExecSpec, mut pty: Option<PtyIo<'_>>) -> Result<ExitStatus> {
     let (spec_r, spec_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
     let (report_r, report_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
     let mut cmd = Command::new(init_program());
     cmd.arg(EXEC_MARKER);
-    let mut child =
-        sys::spawn_with_fds(&mut cmd, vec![(spec_r, SPEC_FD), (report_w, REPORT_FD)])
-            .map_err(|e| Error::Sandbox(format!("spawn {}: {e}", init_program().display())))?;
-    let json = serde_json::to_vec(spec).map_err(|e| Error::Sandbox(e.to_string()))?;
+    let mut fds = vec![(spec_r, SPEC_FD), (report_w, REPORT_FD)];
+    let mut console = None;
+    if pty.is_some() {
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let (ours, theirs) = sys::fd_socketpair()?;
+        fds.push((theirs, CONSOLE_FD));
+        console = Some(ours);
+    }
+    let mut child = sys::spawn_with_fds(&mut cmd, fds)
+        .map_err(|e| Error::Sandbox(format!("spawn {}: {e}", init_program().display())))?;
+    let init = ExecInit {
+        spec: spec.clone(),
+        tty: pty.as_ref().map(|p| p.tty),
+    };
+    let json = serde_json::to_vec(&init).map_err(|e| Error::Sandbox(e.to_string()))?;
     let mut f = File::from(spec_w);
     let written = f.write_all(&json);
     drop(f);
-    let mut buf = Vec::new();
-    let _ = File::from(report_r).read_to_end(&mut buf);
+    let mut report = File::from(report_r);
+    let buf = match (pty.as_mut(), console) {
+        (Some(io), Some(sock)) => crate::tty::pump(sock, &mut report, io, || {})?,
+        _ => {
+            let mut buf = Vec::new();
+            let _ = report.read_to_end(&mut buf);
+            buf
+        }
+    };
     let exit = child
         .wait()
         .map_err(|e| Error::Sandbox(format!("wait for exec init: {e}")))?;
@@ -134,8 +170,12 @@ fn exec_monitor() -> Result<Report> {
     File::from(fd)
         .read_to_end(&mut buf)
         .map_err(|e| Error::Sandbox(format!("read exec spec: {e}")))?;
-    let spec: ExecSpec =
+    let ExecInit { spec, tty } =
         serde_json::from_slice(&buf).map_err(|e| Error::Sandbox(format!("parse spec: {e}")))?;
+    let console = match tty {
+        Some(_) => Some(sys::take_inherited_fd(CONSOLE_FD)?),
+        None => None,
+    };
     let set = forwarded_signals();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
         .map_err(|e| Error::sys("sigprocmask", e))?;
@@ -180,17 +220,18 @@ fn exec_monitor() -> Result<Report> {
                 let _ = serde_json::to_writer(&mut w, &failure);
                 std::process::exit(125);
             }
-            exec_child(&spec, err_w)
+            exec_child(&spec, err_w, tty.zip(console))
         }
         sys::Fork::Parent(pid) => {
             drop(err_w);
+            drop(console);
             child_report(pid, &set, err_r)
         }
     }
 }
 
-fn exec_child(spec: &ExecSpec, err_w: OwnedFd) -> ! {
-    let failure = match exec_setup(spec) {
+fn exec_child(spec: &ExecSpec, err_w: OwnedFd, tty: Option<(TtySpec, OwnedFd)>) -> ! {
+    let failure = match exec_setup(spec, tty) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -200,10 +241,16 @@ fn exec_child(spec: &ExecSpec, err_w: OwnedFd) -> ! {
     std::process::exit(failure.code)
 }
 
-fn exec_setup(spec: &ExecSpec) -> std::result::Result<Never, ChildFailure> {
+fn exec_setup(
+    spec: &ExecSpec,
+    tty: Option<(TtySpec, OwnedFd)>,
+) -> std::result::Result<Never, ChildFailure> {
     sys::reset_signals().map_err(ChildFailure::setup)?;
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(ChildFailure::setup)?;
     let (id, env, cwd) = process_identity(&spec.user, &spec.env, &spec.cwd)?;
+    if let Some((tty, sock)) = tty {
+        crate::tty::setup_console(&sock, &tty, id.uid, false).map_err(ChildFailure::setup)?;
+    }
     drop_privileges(&id, spec.no_new_privs).map_err(ChildFailure::setup)?;
     nix::unistd::chdir(cwd).map_err(|e| ChildFailure {
         stage: "exec".into(),

@@ -146,15 +146,20 @@ fn monitor() -> Result<Report> {
         }
     }
     sys::unshare(flags)?;
+    let console = match spec.tty {
+        Some(_) => Some(sys::take_inherited_fd(crate::tty::CONSOLE_FD)?),
+        None => None,
+    };
     let (err_r, err_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
     match sys::fork()? {
         sys::Fork::Child => {
             drop(err_r);
-            child_main(&spec, err_w)
+            child_main(&spec, err_w, console)
         }
         sys::Fork::Parent(pid) => {
             drop(err_w);
+            drop(console);
             child_report(pid, &set, err_r)
         }
     }
@@ -231,8 +236,8 @@ pub(crate) fn wait_child(pid: Pid, set: &SigSet) -> Result<(i32, Option<i32>)> {
 }
 
 /// The container process: never returns.
-fn child_main(spec: &InitSpec, err_w: OwnedFd) -> ! {
-    let failure = match setup_and_exec(spec) {
+fn child_main(spec: &InitSpec, err_w: OwnedFd, console: Option<OwnedFd>) -> ! {
+    let failure = match setup_and_exec(spec, console) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -244,7 +249,10 @@ fn child_main(spec: &InitSpec, err_w: OwnedFd) -> ! {
 
 pub(crate) enum Never {}
 
-fn setup_and_exec(spec: &InitSpec) -> std::result::Result<Never, ChildFailure> {
+fn setup_and_exec(
+    spec: &InitSpec,
+    console: Option<OwnedFd>,
+) -> std::result::Result<Never, ChildFailure> {
     let p = &spec.process;
     sys::reset_signals().map_err(ChildFailure::setup)?;
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(ChildFailure::setup)?;
@@ -267,6 +275,9 @@ fn setup_and_exec(spec: &InitSpec) -> std::result::Result<Never, ChildFailure> {
         sys::loopback_up().map_err(ChildFailure::setup)?;
     }
     let (id, env, cwd) = process_identity(&p.user, &p.env, &p.cwd)?;
+    if let (Some(tty), Some(sock)) = (&spec.tty, console) {
+        crate::tty::setup_console(&sock, tty, id.uid, true).map_err(ChildFailure::setup)?;
+    }
     for u in &p.security.ulimits {
         sys::set_rlimit(&u.name, u.soft, u.hard).map_err(ChildFailure::setup)?;
     }
@@ -289,7 +300,80 @@ fn setup_and_exec(spec: &InitSpec) -> std::result::Result<Never, ChildFailure> {
         code: 126,
         message: format!("chdir to cwd ({cwd:?}) set in config.json failed: {e}"),
     })?;
+    if p.init {
+        return run_init(&p.argv, &env);
+    }
     exec(&p.argv, &env)
+}
+
+/// Signals the `--init` process passes to the command (tini's set).
+fn init_signals() -> SigSet {
+    let mut set = forwarded_signals();
+    for s in [
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// `--init`: stays PID 1 (with the command's credentials), forks and execs the command,
+/// forwards signals to it, reaps every zombie and exits with the command's status (128+N
+/// when killed by signal N). The command's exec failure (126/127) is passed on.
+fn run_init(argv: &[String], env: &[String]) -> std::result::Result<Never, ChildFailure> {
+    let set = init_signals();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(ChildFailure::setup)?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ChildFailure::setup)?;
+    let pid = match sys::fork().map_err(ChildFailure::setup)? {
+        sys::Fork::Child => {
+            drop(err_r);
+            let failure = match sys::reset_signals()
+                .map_err(ChildFailure::setup)
+                .and_then(|()| exec(argv, env))
+            {
+                Ok(never) => match never {},
+                Err(f) => f,
+            };
+            let mut f = File::from(err_w);
+            let _ = serde_json::to_writer(&mut f, &failure);
+            drop(f);
+            std::process::exit(failure.code)
+        }
+        sys::Fork::Parent(pid) => pid,
+    };
+    drop(err_w);
+    let code = loop {
+        let mut status = None;
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, c)) if p == pid => status = Some(c),
+                Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => status = Some(128 + sig as i32),
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        if let Some(c) = status {
+            break c;
+        }
+        match set.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(sig) => {
+                let _ = kill(pid, sig);
+            }
+        }
+    };
+    let mut buf = Vec::new();
+    let _ = File::from(err_r).read_to_end(&mut buf);
+    if let Ok(f) = serde_json::from_slice::<ChildFailure>(&buf) {
+        return Err(f);
+    }
+    std::process::exit(code)
 }
 
 /// Creates the working directory when missing (BuildKit does for `RUN`), owned by the user.

@@ -88,12 +88,15 @@ pub struct CreateArgs {
     /// Keep stdin open
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Allocate a pseudo-TTY (not supported yet: the terminal is passed through)
+    /// Allocate a pseudo-TTY
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Pull the image: `missing` (default), `always`, `never`
     #[arg(long, value_enum, default_value = "missing")]
     pub pull: PullPolicy,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
     /// Signal to stop the container
     #[arg(long = "stop-signal")]
     pub stop_signal: Option<String>,
@@ -358,6 +361,7 @@ pub fn make_config(
                 && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
                 && n.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        init: args.init,
             if !ok {
                 return Err(format!(
                     "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"

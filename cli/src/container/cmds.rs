@@ -12,14 +12,14 @@ use serde_json::{Value, json};
 
 use super::state::{Containers, State, Status};
 use super::{ContainerCommand, code, fail};
-use crate::images::format::{table, time_ago};
+use crate::images::format::{ListFormat, render_list, table, time_ago};
 
 #[derive(Debug, Clone, Args)]
 pub struct ExecArgs {
     /// Keep stdin open (stdin is always passed through)
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Allocate a pseudo-TTY (not supported yet: the terminal is passed through)
+    /// Allocate a pseudo-TTY
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Detached: run in the background
@@ -49,13 +49,53 @@ pub fn run(root: &Path, cmd: ContainerCommand) -> ExitCode {
             all,
             quiet,
             no_trunc,
-        } => ps(&containers, all, quiet, no_trunc),
+            format,
+            filter,
+        } => ps(
+            &containers,
+            PsOptions {
+                all,
+                quiet,
+                no_trunc,
+                format,
+                filter,
+            },
+        ),
         ContainerCommand::Logs {
             follow,
             tail,
             timestamps,
+            since,
+            until,
             container,
-        } => logs(&containers, &container, follow, &tail, timestamps),
+        } => (|| {
+            let window = LogWindow {
+                since: since.as_deref().map(parse_time_bound).transpose()?,
+                until: until.as_deref().map(parse_time_bound).transpose()?,
+            };
+            logs(&containers, &container, follow, &tail, timestamps, window)
+        })(),
+        ContainerCommand::Restart {
+            time,
+            containers: names,
+        } => {
+            let mut errors = Vec::new();
+            for name in &names {
+                let restarted = containers.find(name).and_then(|id| {
+                    stop(&containers, &id, time)?;
+                    super::start_detached(root, &id)
+                });
+                match restarted {
+                    Ok(()) => println!("{name}"),
+                    Err(e) => errors.push(e),
+                }
+            }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.join("\n"))
+            }
+        }
         ContainerCommand::Stop {
             time,
             containers: names,
@@ -129,8 +169,68 @@ fn status_text(st: &State) -> String {
     }
 }
 
-fn ps(containers: &Containers, all: bool, quiet: bool, no_trunc: bool) -> Result<(), String> {
-    let mut rows = Vec::new();
+/// `ps` flags.
+struct PsOptions {
+    all: bool,
+    quiet: bool,
+    no_trunc: bool,
+    format: Option<String>,
+    filter: Vec<String>,
+}
+
+/// Whether a container passes every `--filter` (`name=` substring, `id=` prefix, `status=`,
+/// `label=KEY` or `label=KEY=VALUE`); filters of one key are alternatives, as in Docker.
+fn ps_matches(
+    filters: &[(String, String)],
+    cfg: &super::state::Config,
+    st: &State,
+) -> Result<bool, String> {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.dedup();
+    for key in keys {
+        let mut any = false;
+        for (_, v) in filters.iter().filter(|(k, _)| k == key) {
+            any |= match key {
+                "name" => cfg.name.contains(v.trim_start_matches('/')),
+                "id" => cfg.id.starts_with(v.as_str()),
+                "status" => st.status.as_str() == v,
+                "label" => match v.split_once('=') {
+                    Some((k, val)) => cfg.labels.get(k).is_some_and(|x| x == val),
+                    None => cfg.labels.contains_key(v.as_str()),
+                },
+                other => return Err(format!("invalid filter '{other}'")),
+            };
+        }
+        if !any {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Docker's `CreatedAt` spelling: `2024-01-02 15:04:05 +0000 UTC`.
+fn created_at(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S +0000 UTC")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn ps(containers: &Containers, o: PsOptions) -> Result<(), String> {
+    let filters = o
+        .filter
+        .iter()
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .ok_or_else(|| format!("bad format of filter (expected name=value): {f}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    // A status filter lists stopped containers too, as `docker ps -f status=exited` does.
+    let all = o.all || filters.iter().any(|(k, _)| k == "status");
     let mut list = Vec::new();
     for id in containers.ids() {
         let Ok(cfg) = containers.config(&id) else {
@@ -143,52 +243,164 @@ fn ps(containers: &Containers, all: bool, quiet: bool, no_trunc: bool) -> Result
         list.push((cfg, st));
     }
     list.sort_by(|a, b| b.0.created.cmp(&a.0.created));
+        if !ps_matches(&filters, &cfg, &st)? {
+            continue;
+        }
     for (cfg, st) in list {
-        let short = if no_trunc {
+        let short = if o.no_trunc {
             cfg.id.clone()
+    let mut rows = Vec::new();
         } else {
             cfg.id[..12].to_string()
         };
-        if quiet {
+        if o.quiet {
             println!("{short}");
             continue;
         }
         let mut command = cfg.argv.join(" ");
-        if !no_trunc && command.chars().count() > 20 {
+        if !o.no_trunc && command.chars().count() > 20 {
             command = format!("{}…", command.chars().take(19).collect::<String>());
         }
-        rows.push(vec![
-            short,
-            cfg.image.clone(),
-            format!("\"{command}\""),
-            time_ago(Some(&cfg.created)),
-            status_text(&st),
-            st.ports.join(", "),
-            cfg.name.clone(),
-        ]);
+        let labels = cfg
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        rows.push(json!({
+            "Command": format!("\"{command}\""),
+            "CreatedAt": created_at(&cfg.created),
+            "ID": short,
+            "Image": cfg.image,
+            "Labels": labels,
+            "LocalVolumes": "0",
+            "Mounts": "",
+            "Names": cfg.name,
+            "Networks": cfg.network,
+            "Ports": st.ports.join(", "),
+            "RunningFor": time_ago(Some(&cfg.created)),
+            "Size": "0B",
+            "State": st.status.as_str(),
+            "Status": status_text(&st),
+        }));
     }
-    if !quiet {
-        print!(
-            "{}",
-            table(
-                &[
-                    "CONTAINER ID",
-                    "IMAGE",
-                    "COMMAND",
-                    "CREATED",
-                    "STATUS",
-                    "PORTS",
-                    "NAMES"
-                ],
-                &rows
-            )
-        );
+    if o.quiet {
+        return Ok(());
     }
     Ok(())
 }
 
-/// Prints log entries of `text` (json-file lines); returns how many bytes were complete.
-fn print_entries(text: &str, timestamps: bool) -> usize {
+    let columns = [
+        ("ID", "CONTAINER ID"),
+        ("Image", "IMAGE"),
+        ("Command", "COMMAND"),
+        ("RunningFor", "CREATED"),
+        ("Status", "STATUS"),
+        ("Ports", "PORTS"),
+        ("Names", "NAMES"),
+    ];
+    let headers = [
+        ("ID", "CONTAINER ID"),
+        ("Image", "IMAGE"),
+        ("Command", "COMMAND"),
+        ("RunningFor", "CREATED"),
+        ("CreatedAt", "CREATED AT"),
+        ("Status", "STATUS"),
+        ("State", "STATE"),
+        ("Ports", "PORTS"),
+        ("Names", "NAMES"),
+        ("Labels", "LABELS"),
+        ("LocalVolumes", "LOCAL VOLUMES"),
+        ("Networks", "NETWORKS"),
+    ];
+    let format = ListFormat::parse(o.format.as_deref().unwrap_or("table"));
+    print!("{}", render_list(&format, &columns, &headers, &rows)?);
+/// `logs --since/--until` bounds.
+#[derive(Debug, Clone, Copy, Default)]
+struct LogWindow {
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl LogWindow {
+    fn contains(&self, time: Option<&str>) -> bool {
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let Some(t) = time.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
+            return false;
+        };
+        let t = t.with_timezone(&chrono::Utc);
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+    }
+}
+
+/// Go's `time.ParseDuration` (`1h30m`, `10m`, `1.5s`, `300ms`).
+fn parse_go_duration(s: &str) -> Option<chrono::Duration> {
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * secs;
+        rest = &rest[unit_end..];
+    }
+    chrono::Duration::try_milliseconds((total * 1000.0) as i64)
+}
+
+/// A `--since`/`--until` value as Docker reads it: RFC 3339 (or without a zone: UTC), Unix
+/// seconds (`1700000000.5`), or a Go duration before now (`10m`, `1h30m`).
+fn parse_time_bound(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t.and_utc());
+        }
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, f)
+            && let Some(t) = d.and_hms_opt(0, 0, 0)
+        {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        let whole = secs.trunc() as i64;
+        let nanos = ((secs - secs.trunc()) * 1e9) as u32;
+        if let Some(t) = chrono::DateTime::from_timestamp(whole, nanos) {
+            return Ok(t);
+        }
+    }
+    if let Some(d) = parse_go_duration(s) {
+        return Ok(chrono::Utc::now() - d);
+    }
+    Err(format!(
+        "invalid value for \"since\"/\"until\": {s:?} (a timestamp like 2024-01-02T15:04:05Z, Unix seconds, or a duration like 10m)"
+    ))
+}
+
+/// Prints log entries of `text` (json-file lines) inside `window`; returns how many bytes
+/// were complete.
+fn print_entries(text: &str, timestamps: bool, window: LogWindow) -> usize {
     let mut used = 0;
     let mut out = std::io::stdout().lock();
     for line in text.split_inclusive('\n') {
@@ -202,6 +414,9 @@ fn print_entries(text: &str, timestamps: bool) -> usize {
         let log = v["log"].as_str().unwrap_or("");
         let ts = if timestamps {
             format!("{} ", v["time"].as_str().unwrap_or(""))
+        if !window.contains(v["time"].as_str()) {
+            continue;
+        }
         } else {
             String::new()
         };
@@ -225,6 +440,7 @@ fn logs(
 ) -> Result<(), String> {
     let id = containers.find(name)?;
     let path = containers.log_path(&id);
+    window: LogWindow,
     let data = std::fs::read(&path).unwrap_or_default();
     let text = String::from_utf8_lossy(&data).into_owned();
     let complete = text.rfind('\n').map_or(0, |i| i + 1);
@@ -236,7 +452,7 @@ fn logs(
             lines.len().saturating_sub(n)
         }
     };
-    print_entries(&lines[start..].concat(), timestamps);
+    print_entries(&lines[start..].concat(), timestamps, window);
     if !follow {
         return Ok(());
     }
@@ -250,10 +466,10 @@ fn logs(
             if f.seek(std::io::SeekFrom::Start(offset)).is_ok() {
                 let mut buf = String::new();
                 let _ = f.read_to_string(&mut buf);
-                offset += print_entries(&buf, timestamps) as u64;
+                offset += print_entries(&buf, timestamps, window) as u64;
             }
         }
-        if !running {
+        if !running || window.until.is_some_and(|u| chrono::Utc::now() > u) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -351,8 +567,8 @@ fn wait(containers: &Containers, id: &str) -> Result<i32, String> {
 }
 
 fn exec(containers: &Containers, args: &ExecArgs) -> ExitCode {
-    if args.tty {
-        super::tty_notice();
+    if let Err(c) = super::check_input_tty(args.interactive, args.tty) {
+        return c;
     }
     let id = match containers.find(&args.container) {
         Ok(id) => id,
@@ -385,7 +601,31 @@ fn exec(containers: &Containers, args: &ExecArgs) -> ExitCode {
         user: args.user.clone().unwrap_or_else(|| cfg.user.clone()),
         no_new_privs: false,
     };
-    match rbuild_executor::exec_in(&spec) {
+    let result = if args.tty {
+        let raw = match super::raw_terminal(args.interactive, true) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        let mut on_output = |bytes: &[u8]| {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(bytes);
+            let _ = out.flush();
+        };
+        let input = args.interactive;
+        let io = rbuild_executor::tty::PtyIo {
+            tty: super::runtime::terminal_spec(true),
+            on_master: Some(Box::new(move |m| {
+                super::runtime::attach_terminal(m, true, input)
+            })),
+            on_output: &mut on_output,
+        };
+        let r = rbuild_executor::exec_in_with(&spec, Some(io));
+        drop(raw);
+        r
+    } else {
+        rbuild_executor::exec_in(&spec)
+    };
+    match result {
         Ok(status) => {
             if let Some(m) = &status.message
                 && (status.code == 126 || status.code == 127)

@@ -50,6 +50,9 @@ pub enum ContainerCommand {
     },
     /// List containers
     Ps {
+        /// Attach the container's stdin (implies `-a`)
+        #[arg(short = 'i', long)]
+        interactive: bool,
         /// Show all containers (default: running only)
         #[arg(short = 'a', long)]
         all: bool,
@@ -64,6 +67,12 @@ pub enum ContainerCommand {
     Logs {
         /// Follow the output
         #[arg(short = 'f', long)]
+        /// `table`, `table TEMPLATE`, `json` or a Go template (`{{.ID}}\t{{.Names}}`)
+        #[arg(long)]
+        format: Option<String>,
+        /// Filter: `name=`, `id=`, `status=`, `label=KEY[=VALUE]`
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
         follow: bool,
         /// Number of lines from the end (`all` by default)
         #[arg(short = 'n', long, default_value = "all")]
@@ -76,6 +85,12 @@ pub enum ContainerCommand {
     /// Stop running containers (stop signal, then SIGKILL after a grace period)
     Stop {
         /// Seconds to wait before killing
+        /// Only logs since a time (RFC 3339, Unix seconds) or for a duration (`10m`, `1h30m`)
+        #[arg(long)]
+        since: Option<String>,
+        /// Only logs before a time (RFC 3339, Unix seconds) or a duration ago (`10m`)
+        #[arg(long)]
+        until: Option<String>,
         #[arg(short = 't', long = "time")]
         time: Option<u64>,
         #[arg(required = true)]
@@ -86,6 +101,14 @@ pub enum ContainerCommand {
         #[arg(short = 's', long, default_value = "KILL")]
         signal: String,
         #[arg(required = true)]
+    /// Restart containers (stop, then start detached)
+    Restart {
+        /// Seconds to wait before killing
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
         containers: Vec<String>,
     },
     /// Remove containers
@@ -139,9 +162,6 @@ pub fn run(cmd: ContainerCommand, global: &crate::GlobalOpts) -> miette::Result<
     Ok(match cmd {
         ContainerCommand::Run(args) => run_cmd(&root, &args, registry_of(global)),
         ContainerCommand::Create(args) => {
-            if args.tty {
-                tty_notice();
-            }
             match runtime::create(&root, &args, registry_of(global)) {
                 Ok(id) => {
                     println!("{id}");
@@ -150,7 +170,11 @@ pub fn run(cmd: ContainerCommand, global: &crate::GlobalOpts) -> miette::Result<
                 Err(e) => fail(e),
             }
         }
-        ContainerCommand::Start { attach, containers } => start_cmd(&root, attach, &containers),
+        ContainerCommand::Start {
+            attach,
+            interactive,
+            containers,
+        } => start_cmd(&root, attach || interactive, interactive, &containers),
         ContainerCommand::Monitor { id } => monitor_cmd(&root, &id),
         other => cmds::run(&root, other),
     })
@@ -173,10 +197,28 @@ pub fn usage_error(args: &[std::ffi::OsString], e: clap::Error) -> ! {
     std::process::exit(125)
 }
 
-fn tty_notice() {
-    eprintln!(
-        "rbuild: -t: pseudo-terminals are not supported yet; the container gets this process's stdin/stdout/stderr as they are"
-    );
+/// Docker's refusal of `-it` when stdin is not a terminal (exit 1).
+pub(crate) fn check_input_tty(interactive: bool, tty: bool) -> Result<(), ExitCode> {
+    use std::os::fd::AsFd as _;
+    if interactive && tty && !rbuild_executor::tty::is_terminal(std::io::stdin().as_fd()) {
+        eprintln!("the input device is not a TTY");
+        return Err(ExitCode::from(1));
+    }
+    Ok(())
+}
+
+/// Our terminal in raw mode while a `-it` container runs (restored on drop).
+pub(crate) fn raw_terminal(
+    interactive: bool,
+    tty: bool,
+) -> Result<Option<rbuild_executor::tty::RawTerminal>, String> {
+    use std::os::fd::AsFd as _;
+    if !(interactive && tty) {
+        return Ok(None);
+    }
+    rbuild_executor::tty::RawTerminal::enable(std::io::stdin().as_fd())
+        .map(Some)
+        .map_err(|e| format!("set the terminal to raw mode: {e}"))
 }
 
 /// Forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT received by this process to the container's
@@ -236,8 +278,10 @@ fn forward_signals(root: &Path, id: &str, cancel: Arc<AtomicBool>) {
 }
 
 fn run_cmd(root: &Path, args: &RunArgs, registry: RegistryOptions) -> ExitCode {
-    if args.create.tty {
-        tty_notice();
+    if !args.detach
+        && let Err(c) = check_input_tty(args.create.interactive, args.create.tty)
+    {
+        return c;
     }
     let id = match runtime::create(root, &args.create, registry) {
         Ok(id) => id,
@@ -252,18 +296,29 @@ fn run_cmd(root: &Path, args: &RunArgs, registry: RegistryOptions) -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    foreground(root, &id, args.create.interactive || args.create.tty)
+    foreground(root, &id, args.create.interactive, args.create.tty)
 }
 
-fn foreground(root: &Path, id: &str, inherit: bool) -> ExitCode {
+fn foreground(root: &Path, id: &str, interactive: bool, tty: bool) -> ExitCode {
+    if let Err(c) = check_input_tty(interactive, tty) {
+        return c;
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     forward_signals(root, id, cancel.clone());
-    let output = if inherit {
+    let output = if tty {
+        Output::Terminal { input: interactive }
+    } else if interactive {
         Output::Inherit
     } else {
         Output::LogAndPrint
     };
-    match runtime::run_container(root, id, output, cancel) {
+    let raw = match raw_terminal(interactive, tty) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let result = runtime::run_container(root, id, output, cancel);
+    drop(raw);
+    match result {
         Ok(c) => code(c),
         Err(e) => fail(e),
     }
@@ -336,7 +391,7 @@ fn monitor_cmd(root: &Path, id: &str) -> ExitCode {
     }
 }
 
-fn start_cmd(root: &Path, attach: bool, names: &[String]) -> ExitCode {
+fn start_cmd(root: &Path, attach: bool, stdin: bool, names: &[String]) -> ExitCode {
     let containers = match Containers::open(root) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -358,11 +413,11 @@ fn start_cmd(root: &Path, attach: bool, names: &[String]) -> ExitCode {
             continue;
         }
         if attach {
-            let inherit = containers
+            let (interactive, tty) = containers
                 .config(&id)
-                .map(|c| c.interactive || c.tty)
-                .unwrap_or(false);
-            return foreground(root, &id, inherit);
+                .map(|c| (c.interactive && stdin, c.tty))
+                .unwrap_or((false, false));
+            return foreground(root, &id, interactive, tty);
         }
         match start_detached(root, &id) {
             Ok(()) => println!("{name}"),

@@ -302,7 +302,7 @@ pub enum Output {
     Log,
     /// Foreground without `-i`/`-t`: the log, and our stdout/stderr.
     LogAndPrint,
-    /// Foreground with `-i`/`-t`: the terminal itself (no log).
+    /// Foreground with `-i` without `-t`: the caller's stdio itself (no log).
     Inherit,
 }
 
@@ -312,6 +312,9 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
+    /// Foreground with `-t`: the container's pty copied to our stdout (and the log), and
+    /// our stdin to it when `input` (`-i`).
+    Terminal { input: bool },
     pub fn open(path: &Path) -> Result<LogWriter, String> {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -451,9 +454,19 @@ fn run_inner(
                         Stream::Stdout => {
                             let mut out = std::io::stdout().lock();
                             let _ = writeln!(out, "{text}");
+    spec.init = cfg.init;
                             let _ = out.flush();
                         }
                         Stream::Stderr => eprintln!("{text}"),
+        Output::Terminal { input } => {
+            let log = LogWriter::open(&containers.log_path(&cfg.id))?;
+            run_on_pty(&spec, &opts, log, true, input)
+        }
+        Output::Log | Output::LogAndPrint if cfg.tty => {
+            let log = LogWriter::open(&containers.log_path(&cfg.id))?;
+            let print = matches!(output, Output::LogAndPrint);
+            run_on_pty(&spec, &opts, log, print, false)
+        }
                     }
                 }
             };
@@ -500,3 +513,120 @@ pub fn remove_container(root: &Path, id: &str) -> Result<(), String> {
     }
     containers.remove_dir(id)
 }
+/// Where the caller's window size is read: stdout when it is a terminal, else stdin.
+fn size_source() -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd as _;
+    let out = std::io::stdout();
+    if rbuild_executor::tty::is_terminal(out.as_fd()) {
+        return out.as_fd().try_clone_to_owned().ok();
+    }
+    let inp = std::io::stdin();
+    if rbuild_executor::tty::is_terminal(inp.as_fd()) {
+        return inp.as_fd().try_clone_to_owned().ok();
+    }
+    None
+}
+
+/// Copies our terminal's window size to the container's pty master now and on every
+/// SIGWINCH, from a thread of its own (for as long as this process lives).
+fn forward_window_size(master: std::os::fd::OwnedFd) {
+    use std::os::fd::AsFd as _;
+    let Some(src) = size_source() else { return };
+    let _ = rbuild_executor::tty::copy_window_size(src.as_fd(), master.as_fd());
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    // Registered before the container's output is read, so no change after it is lost.
+    let Ok(mut winch) = rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+    }) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            while winch.recv().await.is_some() {
+                let _ = rbuild_executor::tty::copy_window_size(src.as_fd(), master.as_fd());
+            }
+        });
+    });
+}
+
+/// The pty to open: our terminal's size when `sized`.
+pub(crate) fn terminal_spec(sized: bool) -> rbuild_executor::tty::TtySpec {
+    rbuild_executor::tty::TtySpec {
+        size: if sized {
+            size_source().and_then(|fd| {
+                use std::os::fd::AsFd as _;
+                rbuild_executor::tty::window_size(fd.as_fd())
+            })
+        } else {
+            None
+        },
+    }
+}
+
+/// Connects our terminal to a container's pty `master`: window-size changes forwarded when
+/// `resize`, our stdin copied to it (from a thread) when `input`.
+pub(crate) fn attach_terminal(master: std::os::fd::OwnedFd, resize: bool, input: bool) {
+    if resize && let Ok(copy) = master.try_clone() {
+        forward_window_size(copy);
+    }
+    if input {
+        std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut master = std::fs::File::from(master);
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if master.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Runs the container on a pseudo-terminal: its output (CRLF line ends, as Docker's) goes to
+/// the json-file log as `stdout` and, when `print`, to our stdout as it comes; with `input`
+/// our stdin is copied to it (raw bytes: Ctrl-C reaches the container as its terminal's
+/// SIGINT) and window-size changes are forwarded.
+fn run_on_pty(
+    spec: &ProcessSpec,
+    opts: &RunOptions,
+    mut log: LogWriter,
+    print: bool,
+    input: bool,
+) -> rbuild_executor::Result<rbuild_executor::ExitStatus> {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut on_output = |bytes: &[u8]| {
+        if print {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(bytes);
+            let _ = out.flush();
+        }
+        pending.extend_from_slice(bytes);
+        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            log.line(Stream::Stdout, &String::from_utf8_lossy(&line[..pos]));
+        }
+    };
+    let io = rbuild_executor::tty::PtyIo {
+        tty: terminal_spec(print),
+        on_master: Some(Box::new(move |m| attach_terminal(m, print, input))),
+        on_output: &mut on_output,
+    };
+    let status = rbuild_executor::run(spec, Stdio::Pty(io), opts);
+    if !pending.is_empty() {
+        log.line(Stream::Stdout, &String::from_utf8_lossy(&pending));
+    }
+    status
+}
+

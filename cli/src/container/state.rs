@@ -47,6 +47,9 @@ pub struct Config {
     pub auto_remove: bool,
     pub tty: bool,
     pub interactive: bool,
+    /// `--init`: rbuild's minimal init is PID 1.
+    #[serde(default)]
+    pub init: bool,
     /// The container's active snapshot.
     pub snapshot: String,
 }

@@ -116,9 +116,169 @@ pub fn json_pretty(v: &serde_json::Value) -> String {
     }
 }
 
+/// A `--format` value of a list command (`ps`, `images`): Docker's spellings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListFormat {
+    /// `table` (the default columns) or `table TEMPLATE` (a header row, aligned columns).
+    Table(Option<String>),
+    /// `json`: one JSON object per line.
+    Json,
+    /// A bare Go template, one line per row, no header.
+    Template(String),
+}
+
+impl ListFormat {
+    pub fn parse(format: &str) -> ListFormat {
+        let f = format.trim();
+        match f {
+            "" | "table" => ListFormat::Table(None),
+            "json" => ListFormat::Json,
+            _ => match f.strip_prefix("table ") {
+                Some(t) => ListFormat::Table(Some(t.to_string())),
+                None => ListFormat::Template(f.to_string()),
+            },
+        }
+    }
+}
+
+/// A template's value of field `name` of `row`: strings as they are, others as JSON.
+fn field_text(row: &serde_json::Value, name: &str) -> Option<String> {
+    row.get(name).map(|v| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// Renders the Go-template subset Docker users type for list output: text with `\t`/`\n`
+/// escapes and `{{.Field}}` / `{{json .Field}}` actions over `row` (an object with Docker's
+/// field names). Unknown fields and other actions are errors, as in Docker.
+pub fn render_template(tpl: &str, row: &serde_json::Value) -> Result<String, String> {
+    let tpl = tpl.replace("\\t", "\t").replace("\\n", "\n");
+    let mut out = String::new();
+    let mut rest = tpl.as_str();
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("template: unclosed action in {tpl:?}"))?;
+        let action = after[..end].trim().trim_matches('-').trim();
+        let (json, field) = match action.strip_prefix("json ") {
+            Some(f) => (true, f.trim()),
+            None => (false, action),
+        };
+        let name = field.strip_prefix('.').ok_or_else(|| {
+            format!("template: unsupported action {{{{{action}}}}} (use {{{{.Field}}}})")
+        })?;
+        if name.is_empty() && json {
+            out.push_str(&row.to_string());
+        } else {
+            let value = row.get(name).ok_or_else(|| {
+                format!("template: can't evaluate field {name} in type container")
+            })?;
+            if json {
+                out.push_str(&value.to_string());
+            } else {
+                out.push_str(&field_text(row, name).unwrap_or_default());
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Prints `rows` in `format`: the default table is `columns` (field, header); a table
+/// template gets a header row with each field's header from `headers` (the field name
+/// upper-cased when not listed) and aligned, tab-separated columns.
+pub fn render_list(
+    format: &ListFormat,
+    columns: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    rows: &[serde_json::Value],
+) -> Result<String, String> {
+    match format {
+        ListFormat::Json => Ok(rows.iter().map(|r| format!("{r}\n")).collect()),
+        ListFormat::Template(t) => rows
+            .iter()
+            .map(|r| render_template(t, r).map(|l| format!("{l}\n")))
+            .collect(),
+        ListFormat::Table(None) => {
+            let header: Vec<&str> = columns.iter().map(|(_, h)| *h).collect();
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    columns
+                        .iter()
+                        .map(|(f, _)| field_text(r, f).unwrap_or_default())
+                        .collect()
+                })
+                .collect();
+            Ok(table(&header, &cells))
+        }
+        ListFormat::Table(Some(t)) => {
+            let mut names = serde_json::Map::new();
+            if let Some(first) = rows.first().and_then(|r| r.as_object()) {
+                for k in first.keys() {
+                    let h = headers
+                        .iter()
+                        .find(|(f, _)| f == k)
+                        .map(|(_, h)| h.to_string())
+                        .unwrap_or_else(|| k.to_uppercase());
+                    names.insert(k.clone(), serde_json::Value::String(h));
+                }
+            } else {
+                for (f, h) in headers {
+                    names.insert(f.to_string(), serde_json::Value::String(h.to_string()));
+                }
+            }
+            let header_line = render_template(t, &serde_json::Value::Object(names))?;
+            let header: Vec<String> = header_line.split('\t').map(str::to_string).collect();
+            let header: Vec<&str> = header.iter().map(String::as_str).collect();
+            let cells = rows
+                .iter()
+                .map(|r| render_template(t, r).map(|l| l.split('\t').map(str::to_string).collect()))
+                .collect::<Result<Vec<Vec<String>>, String>>()?;
+            Ok(table(&header, &cells))
+        }
+    }
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_formats() {
+        let rows = vec![serde_json::json!({"ID": "abc", "Names": "web", "Size": 3})];
+        let cols = [("ID", "CONTAINER ID"), ("Names", "NAMES")];
+        assert_eq!(ListFormat::parse("json"), ListFormat::Json);
+        let t = render_list(&ListFormat::parse("table"), &cols, &cols, &rows).unwrap();
+        assert_eq!(t, "CONTAINER ID   NAMES\nabc            web\n");
+        let t = render_list(
+            &ListFormat::parse("table {{.Names}}\\t{{.ID}}"),
+            &cols,
+            &cols,
+            &rows,
+        )
+        .unwrap();
+        assert_eq!(t, "NAMES   CONTAINER ID\nweb     abc\n");
+        let t = render_list(
+            &ListFormat::parse("{{.ID}}: {{json .Size}}"),
+            &cols,
+            &cols,
+            &rows,
+        );
+        assert_eq!(t.unwrap(), "abc: 3\n");
+        let j = render_list(&ListFormat::Json, &cols, &cols, &rows).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&j).unwrap(),
+            rows[0]
+        );
+        assert!(render_template("{{.Nope}}", &rows[0]).is_err());
+        assert!(render_template("{{if .ID}}", &rows[0]).is_err());
+    }
 
     #[test]
     fn sizes_like_go_units() {

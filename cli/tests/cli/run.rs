@@ -393,3 +393,5 @@ fn memory_limit_oom_is_137() {
     );
     assert_eq!(code(&out), 137, "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+mod tty;

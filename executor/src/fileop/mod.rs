@@ -61,7 +61,7 @@ use rbuild_parser::dockerignore::PatternMatcher;
 
 use crate::error::{Error, IoContext, Result};
 pub use archive::{is_archive, verify_checksum};
-pub use owner::{Owner, parse_chmod, resolve_chown};
+pub use owner::{Chmod, Owner, parse_chmod, resolve_chown};
 pub use resolve::{Confine, resolve_in_root};
 use resolve::{clean_rel, is_missing};
 use tree::{Copier, OwnerRule, lchown, shown};
@@ -100,7 +100,7 @@ pub struct CopySpec {
     /// `--chown` as written (`user[:group]`), resolved against `dest_root`.
     pub chown: Option<String>,
     /// `--chmod`, parsed ([`parse_chmod`]).
-    pub chmod: Option<u32>,
+    pub chmod: Option<Chmod>,
     pub parents: bool,
     /// `--exclude` patterns.
     pub exclude: Vec<String>,
@@ -219,7 +219,7 @@ pub fn copy(spec: &CopySpec, src_root: &Path, dest_root: &Path) -> Result<CopySt
     for source in resolved {
         let mut copier = Copier {
             owner,
-            chmod: spec.chmod,
+            chmod: spec.chmod.clone(),
             exclude: exclude.as_ref(),
             ignore: ignore.as_ref(),
             inodes: HashMap::new(),
@@ -452,7 +452,11 @@ fn write_new_file(
         OwnerRule::Keep => owner,
     };
     lchown(target, owner).ctx("chown", &shown_target)?;
-    let mode = copier.chmod.map_or(mode, |m| m & 0o7777);
+    let mode = match &copier.chmod {
+        Some(Chmod::Octal(m)) => m & 0o7777,
+        Some(c) => c.apply(mode, false),
+        None => mode,
+    };
     let perms = std::os::unix::fs::PermissionsExt::from_mode(mode);
     std::fs::set_permissions(target, perms).ctx("chmod", &shown_target)?;
     copier.stats.files += 1;

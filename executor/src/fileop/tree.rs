@@ -27,7 +27,7 @@ pub(crate) enum OwnerRule {
 pub(crate) struct Copier<'a> {
     pub owner: OwnerRule,
     /// `--chmod`: replaces the permission bits (0777), keeps setuid/setgid/sticky.
-    pub chmod: Option<u32>,
+    pub chmod: Option<super::Chmod>,
     pub exclude: Option<&'a PatternMatcher>,
     /// `.dockerignore`: matched against paths relative to `src_root`.
     pub ignore: Option<&'a PatternMatcher>,
@@ -199,8 +199,8 @@ impl Copier<'_> {
 
     fn mode_for(&self, meta: &Metadata) -> u32 {
         let mode = meta.mode() & 0o7777;
-        match self.chmod {
-            Some(chmod) => (mode & !0o777) | (chmod & 0o777),
+        match &self.chmod {
+            Some(chmod) => chmod.apply(mode, meta.is_dir()),
             None => mode,
         }
     }

@@ -24,7 +24,12 @@ use crate::error::{Error, Result};
 pub use nix::mount::MsFlags as MountFlags;
 
 mod netns;
+mod tty;
 pub use netns::{is_netns_file, setns_net_this_thread, thread_netns_path, unshare_net_this_thread};
+pub use tty::{
+    RawTerminal, fd_socketpair, is_terminal, make_controlling_tty, open_pty, recv_fd, send_fd,
+    set_window_size, window_size,
+};
 
 mod security;
 pub use security::{seccomp_install, set_rlimit};
