@@ -26,7 +26,7 @@ pub use cache::{CacheKey, Explanation, KeyRecord, Reason, diff, explain};
 pub use config::{HealthConfig, History, Image, ImageConfig};
 pub use error::Error;
 pub use graph::{BuildGraph, StageResult, Vertex, VertexId};
-pub use lower::{BuildOptions, lower};
+pub use lower::{BuildOptions, NamedContext, lower, named_context_key};
 pub use op::{ContextSelection, ExecSpec, FileAction, FileSpec, Op, Platform};
 pub use solve::{SolveOptions, SolveResult, solve};
 pub use worker::{

@@ -35,6 +35,10 @@ pub struct BuildArgs {
     /// Always attempt to pull all referenced images
     #[arg(long)]
     pub pull: bool,
+    /// Additional build contexts (e.g. name=path, name=docker-image://REF,
+    /// name=oci-layout://PATH[:TAG|@DIGEST])
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// Set target platform for build (only this machine's platform is supported)
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
@@ -237,6 +241,7 @@ impl BuildArgs {
             cpu_period_us: self.cpu_period,
             cpu_shares: self.cpu_shares,
             pids_max: self.pids_limit,
+            ..Default::default()
         }
     }
 }

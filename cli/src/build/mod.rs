@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod cache_io;
+mod contexts;
 pub mod explain;
 mod export;
 mod output;
@@ -156,6 +157,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         std::env::var(k).ok()
     })
     .map_err(|e| miette!("{e}"))?;
+    let named = contexts::parse(&args.build_contexts).map_err(|e| miette!("{e}"))?;
     let cache_to = args
         .cache_to
         .iter()
@@ -270,6 +272,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
             NetworkArg::Host => Network::Host,
         },
         hostname: None,
+        named_contexts: named.named.clone(),
     };
 
     let root =
@@ -296,6 +299,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
     )
     .map_err(|e| miette!("{e}"))?;
     worker.set_access(access);
+    worker.set_named_contexts(named.local, named.layouts);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -416,6 +420,10 @@ fn after_build(
     match explain::record_build(root, &outcome) {
         Ok(rec) if args.explain => {
             for line in &rec.lines {
+                eprintln!("{line}");
+            }
+            let offset = renderer.solver_offset();
+            for line in cache_io::explain_imported(&solved.records, &log.imported, offset) {
                 eprintln!("{line}");
             }
         }

@@ -17,6 +17,7 @@ use crate::workspace;
 mod cache;
 mod cache_io;
 mod differential;
+mod inputs;
 
 /// Skips (returns None) unless root with busybox-static; else the base image archive.
 pub fn base_archive() -> Option<&'static Path> {

@@ -361,6 +361,7 @@ impl Lowering<'_> {
                 };
                 Ok(Some(self.graph.add(v, &[])))
             }
+            Some(Source::Local(key)) => Ok(Some(self.local_context(&key, &st.platform))),
             None => Err(Error::at(
                 Some(&loc),
                 format!("invalid --from value {from:?}: not a stage name or image reference"),

@@ -55,6 +55,37 @@ pub struct BuildOptions {
     pub network: Network,
     /// Hostname of RUN containers.
     pub hostname: Option<String>,
+    /// `--build-context NAME=VALUE`: what a `FROM NAME`, a stage named NAME,
+    /// `COPY --from=NAME` and `RUN --mount=from=NAME` read instead.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+/// A `--build-context` value, as lowering sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory: a context op named after the context (the worker knows where
+    /// it is); keyed by its content.
+    Local,
+    /// An image: `docker-image://` (a normalised reference) or `oci-layout://PATH...`,
+    /// passed to the [`ImageResolver`] as is; keyed by the manifest digest it resolves to.
+    Image(String),
+}
+
+/// The key a `--build-context` name or a `FROM`/`--from` value is looked up under:
+/// BuildKit's familiar form without `:latest` (`alpine`, `docker.io/library/alpine` and
+/// `alpine:latest` are one name).
+pub fn named_context_key(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    match normalize_reference(&lower) {
+        Ok(full) => {
+            let short = full
+                .strip_prefix("docker.io/library/")
+                .or_else(|| full.strip_prefix("docker.io/"))
+                .unwrap_or(&full);
+            short.strip_suffix(":latest").unwrap_or(short).to_string()
+        }
+        Err(_) => lower,
+    }
 }
 
 impl Default for BuildOptions {
@@ -70,6 +101,7 @@ impl Default for BuildOptions {
             no_cache_filter: Vec::new(),
             network: Network::Default,
             hostname: None,
+            named_contexts: BTreeMap::new(),
         }
     }
 }
@@ -93,6 +125,8 @@ enum Base {
     Stage(usize),
     /// A normalised image reference.
     Image(String),
+    /// A local `--build-context` (its key).
+    Local(String),
 }
 
 /// A stage as planned before dispatch.
@@ -104,6 +138,8 @@ struct StagePlan {
     /// Progress name: the `AS` name, `stage-N`, or empty when the file has one stage.
     name: String,
     location: Location,
+    /// A `--build-context` named like the stage replaces it: its instructions are not run.
+    replaced: bool,
 }
 
 /// A source a step reads from another stage or an image.
@@ -111,6 +147,8 @@ struct StagePlan {
 enum Source {
     Stage(usize),
     Image(String),
+    /// A local `--build-context` (its key).
+    Local(String),
 }
 
 /// The state of a stage while its instructions are dispatched (BuildKit's
@@ -148,6 +186,8 @@ pub(crate) struct Lowering<'a> {
     images: HashMap<(String, Platform), ResolvedImage>,
     graph: BuildGraph,
     done: Vec<Option<StageState>>,
+    /// `--build-context`s by [`named_context_key`].
+    named: BTreeMap<String, NamedContext>,
 }
 
 impl<'a> Lowering<'a> {
@@ -188,6 +228,17 @@ impl<'a> Lowering<'a> {
                 Some((secs, rfc3339(secs)))
             }
         };
+        let named: BTreeMap<String, NamedContext> = opts
+            .named_contexts
+            .iter()
+            .map(|(k, v)| (named_context_key(k), v.clone()))
+            .collect();
+        let from_context = |name: &str| {
+            named.get(&named_context_key(name)).map(|nc| match nc {
+                NamedContext::Local => Base::Local(named_context_key(name)),
+                NamedContext::Image(r) => Base::Image(r.clone()),
+            })
+        };
         let mut plans: Vec<StagePlan> = Vec::with_capacity(df.stages.len());
         for stage in &df.stages {
             let mut text = String::from("FROM ");
@@ -222,9 +273,14 @@ impl<'a> Lowering<'a> {
                 .position(|(j, _)| df.stages[j].name.as_deref() == Some(lower.as_str()))
             {
                 Base::Stage(j)
+            } else if let Some(b) = from_context(&base) {
+                b
             } else {
                 Base::Image(normalize_reference(&base).map_err(|e| Error::at(Some(&location), e))?)
             };
+            let replacement = stage.name.as_deref().and_then(from_context);
+            let replaced = replacement.is_some();
+            let base = replacement.unwrap_or(base);
             let name = stage
                 .name
                 .clone()
@@ -234,6 +290,7 @@ impl<'a> Lowering<'a> {
                 platform,
                 name,
                 location,
+                replaced,
             });
         }
         // BuildKit drops the stage name from progress when the build has one state only
@@ -252,6 +309,7 @@ impl<'a> Lowering<'a> {
             images: HashMap::new(),
             graph: BuildGraph::default(),
             done: vec![None; df.stages.len()],
+            named,
         })
     }
 
@@ -274,8 +332,11 @@ impl<'a> Lowering<'a> {
     /// The ONBUILD triggers stage `i` runs first: its base stage's ONBUILD instructions,
     /// or its base image's `OnBuild` (once resolved).
     fn triggers(&self, i: usize) -> Result<Vec<Instruction>, Error> {
+        if self.plans[i].replaced {
+            return Ok(Vec::new());
+        }
         match &self.plans[i].base {
-            Base::Scratch => Ok(Vec::new()),
+            Base::Scratch | Base::Local(_) => Ok(Vec::new()),
             Base::Stage(j) => Ok(self.df.stages[*j]
                 .instructions
                 .iter()
@@ -335,6 +396,9 @@ impl<'a> Lowering<'a> {
     /// the instruction reading each.
     fn sources(&self, i: usize) -> Result<Vec<(Source, Location)>, Error> {
         let mut out = Vec::new();
+        if self.plans[i].replaced {
+            return Ok(out);
+        }
         for trigger in self.triggers(i)? {
             for from in from_refs(&trigger) {
                 if let Some(s) = self.source_for(&from, true) {
@@ -369,6 +433,11 @@ impl<'a> Lowering<'a> {
             .position(|s| s.name.as_deref() == Some(lower.as_str()))
         {
             return Some(Source::Stage(j));
+        }
+        match self.named.get(&named_context_key(from)) {
+            Some(NamedContext::Local) => return Some(Source::Local(named_context_key(from))),
+            Some(NamedContext::Image(r)) => return Some(Source::Image(r.clone())),
+            None => {}
         }
         if lower == "scratch" {
             return None;
@@ -447,7 +516,8 @@ impl<'a> Lowering<'a> {
                 self.dispatch(&mut st, &trigger)?;
             }
             st.in_onbuild = false;
-            for inst in &self.df.stages[i].instructions {
+            let replaced = self.plans[i].replaced;
+            for inst in self.df.stages[i].instructions.iter().filter(|_| !replaced) {
                 self.dispatch(&mut st, inst)?;
             }
             self.done[i] = Some(st);
@@ -467,7 +537,7 @@ impl<'a> Lowering<'a> {
         let mut cmd_total = stage
             .instructions
             .iter()
-            .filter(|inst| counts_as_step(&inst.kind))
+            .filter(|inst| counts_as_step(&inst.kind) && !plan.replaced)
             .count()
             + self.triggers(i)?.len();
         let fresh = StageEnv::new(self.escape, &self.meta, &self.opts.build_args);
@@ -490,12 +560,16 @@ impl<'a> Lowering<'a> {
                     ..parent
                 }
             }
-            Base::Scratch => {
+            Base::Scratch | Base::Local(_) => {
                 let platform = self.stage_platform(i);
+                let root = match &plan.base {
+                    Base::Local(key) => Some(self.local_root(key, &platform)),
+                    _ => None,
+                };
                 StageState {
                     index: i,
                     name: plan.name.clone(),
-                    root: None,
+                    root,
                     image: Image::empty(&platform),
                     env: fresh.scratch(),
                     args: Vec::new(),
@@ -642,6 +716,53 @@ impl<'a> Lowering<'a> {
 }
 
 impl Lowering<'_> {
+    /// A local `--build-context` as a context op (what `COPY --from` and bind mounts
+    /// read).
+    fn local_context(&mut self, key: &str, platform: &Platform) -> VertexId {
+        let v = Vertex {
+            op: Op::Context(crate::op::ContextSelection {
+                name: key.to_string(),
+                include: Vec::new(),
+                exclude: Vec::new(),
+            }),
+            name: format!("[context {key}] load from client"),
+            stage: None,
+            location: None,
+            platform: platform.clone(),
+            ignore_cache: false,
+            build_args: BTreeMap::new(),
+        };
+        self.graph.add(v, &[])
+    }
+
+    /// A local `--build-context` as a stage's root filesystem (`FROM <name>`): its
+    /// files copied into a snapshot, so RUN can work on them.
+    fn local_root(&mut self, key: &str, platform: &Platform) -> VertexId {
+        let ctx = self.local_context(key, platform);
+        let mut copy = crate::op::CopyAction::new(
+            crate::op::CopySource::Input {
+                input: 0,
+                path: "/".into(),
+            },
+            "/".into(),
+        );
+        copy.allow_wildcard = false;
+        copy.created = self.epoch.as_ref().map(|(s, _)| *s);
+        let v = Vertex {
+            op: Op::File(crate::op::FileSpec {
+                base: None,
+                actions: vec![crate::op::FileAction::Copy(Box::new(copy))],
+            }),
+            name: format!("[context {key}] copy to a filesystem"),
+            stage: None,
+            location: None,
+            platform: platform.clone(),
+            ignore_cache: false,
+            build_args: BTreeMap::new(),
+        };
+        self.graph.add(v, &[ctx])
+    }
+
     /// An empty filesystem (a `scratch` source of COPY --from or a bind mount).
     fn empty_vertex(&mut self, platform: &Platform) -> VertexId {
         let v = Vertex {

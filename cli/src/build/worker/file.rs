@@ -132,14 +132,16 @@ fn run(
                 *created,
             )?,
             FileAction::Copy(copy) => {
-                let (src_root, kind, source) = match &copy.source {
+                let (src_root, kind, source, ignore) = match &copy.source {
                     CopySource::Input { input, path } => {
                         let r = inputs
                             .get(*input)
                             .ok_or_else(|| werr(format!("copy input {input} missing")))?;
-                        let kind = match input_of(r) {
-                            Input::Context(_) => SourceKind::Context,
-                            Input::Snapshot(_) => SourceKind::Rootfs,
+                        let (kind, ignore) = match input_of(r) {
+                            Input::Context(name) => {
+                                (SourceKind::Context, inner.context_ignore(name))
+                            }
+                            Input::Snapshot(_) => (SourceKind::Rootfs, Vec::new()),
                         };
                         if !views.contains_key(input) {
                             views.insert(*input, view_of(inner, r)?);
@@ -148,7 +150,7 @@ fn run(
                             .get(input)
                             .map(|v| v.dir().to_path_buf())
                             .ok_or_else(|| werr("view missing"))?;
-                        (root, kind, source_path(copy, path))
+                        (root, kind, source_path(copy, path), ignore)
                     }
                     CopySource::Url { .. } => {
                         let d = downloads.get(&i).ok_or_else(|| werr("download missing"))?;
@@ -156,7 +158,7 @@ fn run(
                             path: d.path.clone(),
                             name: d.name.clone(),
                         };
-                        (dest.clone(), SourceKind::Rootfs, src)
+                        (dest.clone(), SourceKind::Rootfs, src, Vec::new())
                     }
                     CopySource::Git { .. } => {
                         return Err(WorkerError::new(
@@ -179,11 +181,7 @@ fn run(
                     exclude: copy.exclude.clone(),
                     unpack: None,
                     source_kind: kind,
-                    ignore: if kind == SourceKind::Context {
-                        inner.cfg.ignore.clone()
-                    } else {
-                        Vec::new()
-                    },
+                    ignore,
                 };
                 fileop::copy(&cs, &src_root, &dest).map_err(werr)?;
             }

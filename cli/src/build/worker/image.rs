@@ -45,6 +45,130 @@ async fn pull(inner: &Inner, reference: &str, platform: &Platform) -> Result<Dig
     Ok(report.manifest)
 }
 
+/// `--build-context NAME=oci-layout://PATH[:TAG|@DIGEST]`: an OCI image layout directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciLayoutRef {
+    pub dir: std::path::PathBuf,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl OciLayoutRef {
+    /// Parses what follows `oci-layout://` (buildx's syntax); the path is made absolute.
+    pub fn parse(value: &str) -> Result<OciLayoutRef, String> {
+        let (path, tag, digest) = match value.rsplit_once('@') {
+            Some((p, d)) if d.contains(':') => (p, None, Some(d.to_string())),
+            _ => match value.rsplit_once(':') {
+                Some((p, t)) if !t.is_empty() && !t.contains('/') => (p, Some(t.to_string()), None),
+                _ => (value, None, None),
+            },
+        };
+        let dir = std::path::Path::new(path)
+            .canonicalize()
+            .map_err(|e| format!("oci-layout://{value}: the OCI layout directory {path:?}: {e}"))?;
+        if !dir.join("index.json").is_file() {
+            return Err(format!(
+                "oci-layout://{value}: {} is not an OCI layout (no index.json)",
+                dir.display()
+            ));
+        }
+        Ok(OciLayoutRef { dir, tag, digest })
+    }
+
+    /// The reference lowering passes to the resolver for it.
+    pub fn reference(&self) -> String {
+        let mut r = format!("oci-layout://{}", self.dir.display());
+        if let Some(d) = &self.digest {
+            r.push_str(&format!("@{d}"));
+        } else if let Some(t) = &self.tag {
+            r.push_str(&format!(":{t}"));
+        }
+        r
+    }
+}
+
+/// Copies an OCI layout's blobs into the store (verified) and picks its manifest for
+/// `platform`: the descriptor of `@DIGEST`, or the one annotated with the tag (`latest`
+/// by default; a layout holding one image needs no tag).
+fn resolve_layout(
+    inner: &Inner,
+    layout: &OciLayoutRef,
+    platform: &Platform,
+) -> Result<Digest, WorkerError> {
+    let shown = |p: &std::path::Path, e: &dyn std::fmt::Display| {
+        werr(format!("OCI layout {}: {e}", p.display()))
+    };
+    let index_path = layout.dir.join("index.json");
+    let bytes = std::fs::read(&index_path).map_err(|e| shown(&index_path, &e))?;
+    let index: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| shown(&index_path, &e))?;
+    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let digest_of = |d: &serde_json::Value| d["digest"].as_str().map(str::to_string);
+    let chosen = if let Some(want) = &layout.digest {
+        Some(want.clone())
+    } else {
+        let tag = layout.tag.as_deref().unwrap_or("latest");
+        let named = manifests.iter().find(|d| {
+            d["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .is_some_and(|n| n == tag || n.ends_with(&format!(":{tag}")))
+        });
+        match (named, layout.tag.is_none() && manifests.len() == 1) {
+            (Some(d), _) => digest_of(d),
+            (None, true) => digest_of(&manifests[0]),
+            (None, false) => None,
+        }
+    };
+    let chosen = chosen.ok_or_else(|| {
+        shown(
+            &index_path,
+            &format!(
+                "no image tagged {:?} in the layout",
+                layout.tag.as_deref().unwrap_or("latest")
+            ),
+        )
+    })?;
+    let chosen: Digest = chosen.parse().map_err(werr)?;
+    let _lease = inner.store.lease().map_err(werr)?;
+    let blobs = layout.dir.join("blobs");
+    for alg in std::fs::read_dir(&blobs).map_err(|e| shown(&blobs, &e))? {
+        let alg = alg.map_err(|e| shown(&blobs, &e))?;
+        let Ok(files) = std::fs::read_dir(alg.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = format!(
+                "{}:{}",
+                alg.file_name().to_string_lossy(),
+                f.file_name().to_string_lossy()
+            );
+            let Ok(d) = name.parse::<Digest>() else {
+                continue;
+            };
+            if inner.store.has_blob(&d) {
+                continue;
+            }
+            let path = f.path();
+            let mut file = std::fs::File::open(&path).map_err(|e| shown(&path, &e))?;
+            inner
+                .store
+                .put_reader(&mut file, Some(&d), None)
+                .map_err(|e| shown(&path, &e))?;
+        }
+    }
+    if !inner.store.has_blob(&chosen) {
+        return Err(shown(&layout.dir, &format!("blob {chosen} is missing")));
+    }
+    let (manifest, _) = rbuild_exporter::image::select_manifest(
+        &inner.store,
+        &chosen,
+        &ex_platform(platform),
+        &layout.reference(),
+    )
+    .map_err(werr)?;
+    Ok(manifest)
+}
+
 /// `ImageResolver::resolve_image`: memoised per build.
 pub(super) async fn resolve(
     inner: &Inner,
@@ -56,7 +180,10 @@ pub(super) async fn resolve(
     if let Some(r) = memo.get(&memo_key) {
         return Ok(r.clone());
     }
-    let local = if inner.cfg.pull {
+    let layout = inner.layouts.get().and_then(|m| m.get(reference));
+    let local = if let Some(l) = layout {
+        Some(resolve_layout(inner, l, platform)?)
+    } else if inner.cfg.pull {
         None
     } else {
         local_manifest(inner, reference, platform)
@@ -99,6 +226,11 @@ pub(super) async fn execute(
     platform: &Platform,
 ) -> Result<ResultRef, WorkerError> {
     let manifest: Digest = digest.parse().map_err(werr)?;
+    if !inner.store.has_blob(&manifest)
+        && let Some(l) = inner.layouts.get().and_then(|m| m.get(reference))
+    {
+        resolve_layout(inner, l, platform)?;
+    }
     if !inner.store.has_blob(&manifest) {
         // Resolved by an earlier build whose records the cache walk skipped; fetch it by
         // digest.

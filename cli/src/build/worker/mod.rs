@@ -20,7 +20,7 @@
 
 mod exec;
 mod file;
-mod image;
+pub mod image;
 pub mod mounts;
 pub mod state;
 
@@ -39,9 +39,9 @@ use rbuild_solver::{
     Worker, WorkerError,
 };
 
-pub use state::State;
 /// The snapshot key of an image layer stack (imported caches name base layers alike).
 pub(crate) use image::layer_key as image_layer_key;
+pub use state::State;
 
 /// The name of the main build context (the solver's `MAIN_CONTEXT`).
 pub const MAIN_CONTEXT: &str = "context";
@@ -88,6 +88,19 @@ pub(crate) struct Inner {
     log: std::sync::Mutex<BuildLog>,
     /// `--cache-from` sources, looked up when the local cache misses.
     pub(crate) imports: std::sync::OnceLock<Arc<crate::build::cache_io::Imports>>,
+    /// Local `--build-context`s by [`rbuild_solver::named_context_key`].
+    named: std::sync::OnceLock<HashMap<String, LocalContext>>,
+    /// OCI layout directories (`--build-context NAME=oci-layout://...`) by the reference
+    /// lowering passes to the resolver.
+    pub(crate) layouts: std::sync::OnceLock<HashMap<String, image::OciLayoutRef>>,
+}
+
+/// A local `--build-context` directory and its own `.dockerignore` patterns (BuildKit
+/// reads the named context's `.dockerignore`, never the main context's).
+#[derive(Debug, Clone)]
+pub struct LocalContext {
+    pub dir: PathBuf,
+    pub ignore: Vec<String>,
 }
 
 /// What one build's worker saw, for `--explain` and the build history.
@@ -159,6 +172,8 @@ impl RealWorker {
                 access: std::sync::OnceLock::new(),
                 log: std::sync::Mutex::new(BuildLog::default()),
                 imports: std::sync::OnceLock::new(),
+                named: std::sync::OnceLock::new(),
+                layouts: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -183,6 +198,17 @@ impl RealWorker {
     /// Gives RUN steps the build's secrets, ssh agents and entitlements (once).
     pub fn set_access(&self, access: crate::build::secrets::Access) {
         let _ = self.inner.access.set(Arc::new(access));
+    }
+
+    /// Gives the build its local `--build-context` directories (keyed by
+    /// [`rbuild_solver::named_context_key`]) and OCI layouts (once).
+    pub fn set_named_contexts(
+        &self,
+        local: HashMap<String, LocalContext>,
+        layouts: HashMap<String, image::OciLayoutRef>,
+    ) {
+        let _ = self.inner.named.set(local);
+        let _ = self.inner.layouts.set(layouts);
     }
 
     /// Gives the build its `--cache-from` sources (once).
@@ -218,13 +244,32 @@ impl Inner {
     /// The context directory a `context:<name>` result names.
     pub(crate) fn context_dir(&self, name: &str) -> Result<&Path, WorkerError> {
         if name != MAIN_CONTEXT {
-            return Err(WorkerError::new(format!(
-                "named context {name:?} is not supported yet"
-            )));
+            return self
+                .named
+                .get()
+                .and_then(|m| m.get(name))
+                .map(|c| c.dir.as_path())
+                .ok_or_else(|| {
+                    WorkerError::new(format!(
+                        "no --build-context {name:?} was given to this build"
+                    ))
+                });
         }
         self.cfg.context_dir.as_deref().ok_or_else(|| {
             WorkerError::new("this build has no context (the Dockerfile came from stdin with `-`)")
         })
+    }
+
+    /// The `.dockerignore` patterns of a local context.
+    pub(crate) fn context_ignore(&self, name: &str) -> Vec<String> {
+        if name == MAIN_CONTEXT {
+            return self.cfg.ignore.clone();
+        }
+        self.named
+            .get()
+            .and_then(|m| m.get(name))
+            .map(|c| c.ignore.clone())
+            .unwrap_or_default()
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, BuildLog> {
@@ -304,7 +349,7 @@ impl Worker for RealWorker {
             };
             let selection = Selection {
                 includes,
-                ignore: inner.cfg.ignore.clone(),
+                ignore: inner.context_ignore(&sel.name),
                 exclude: sel.exclude.clone(),
                 follow_symlinks: true,
             };
@@ -328,8 +373,7 @@ impl Worker for RealWorker {
         let Some(imports) = inner.imports.get().cloned() else {
             return Ok(None);
         };
-        let Some((snapshot, source)) =
-            crate::build::cache_io::import(&inner, &imports, key).await
+        let Some((snapshot, source)) = crate::build::cache_io::import(&inner, &imports, key).await
         else {
             return Ok(None);
         };

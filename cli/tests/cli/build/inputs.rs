@@ -1,0 +1,191 @@
+//! Build inputs: `--build-context` (local directories, `docker-image://`, `oci-layout://`),
+//! a context tar on stdin, `--reproducible`, cache mounts seeded `from=` a stage,
+//! `--ssh id=KEYFILE`, symbolic `--chmod` and `--platform`.
+
+use std::path::Path;
+
+use super::{Root, executed_steps};
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (name, content) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+}
+
+fn ctx(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("rbuild-inputs-")
+        .tempdir()
+        .unwrap();
+    write(d.path(), files);
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Steps that ran, without the context loads.
+fn ran(log: &str) -> Vec<String> {
+    executed_steps(log)
+        .into_iter()
+        .filter(|n| !n.starts_with("[internal]") && !n.starts_with("[context "))
+        .collect()
+}
+
+#[test]
+fn build_context_local_dir_feeds_copy_from_and_mounts_with_its_own_dockerignore() {
+    let Some(root) = Root::new() else { return };
+    let main = ctx(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY --from=extra / /extra/\n\
+             RUN --mount=from=extra,target=/mnt cat /mnt/data.txt > /mounted\n",
+        ),
+        // The main context's .dockerignore must not apply to the named context.
+        (".dockerignore", "data.txt\n"),
+    ]);
+    let extra = ctx(&[
+        ("data.txt", "hello"),
+        ("ignored.txt", "nope"),
+        (".dockerignore", "ignored.txt\n"),
+    ]);
+    let flag = format!("extra={}", s(extra.path()));
+    root.build_ok(&["-t", "bc:1", "--build-context", &flag, s(main.path())]);
+    let img = root.image("bc:1");
+    assert_eq!(img.file("extra/data.txt").as_deref(), Some("hello"));
+    assert_eq!(img.file("mounted").as_deref(), Some("hello"));
+    assert_eq!(img.file("extra/ignored.txt"), None, "its own .dockerignore");
+    let id = root.image_id("bc:1");
+
+    // The key is the content, not the path: a copy elsewhere hits.
+    let copy = ctx(&[
+        ("data.txt", "hello"),
+        ("ignored.txt", "changed but ignored"),
+        (".dockerignore", "ignored.txt\n"),
+    ]);
+    let flag2 = format!("extra={}", s(copy.path()));
+    let log = root.build_ok(&["-t", "bc:1", "--build-context", &flag2, s(main.path())]);
+    assert!(ran(&log).is_empty(), "{log}");
+    assert_eq!(root.image_id("bc:1"), id);
+
+    // New content runs again.
+    write(copy.path(), &[("data.txt", "bye")]);
+    let log = root.build_ok(&["-t", "bc:2", "--build-context", &flag2, s(main.path())]);
+    assert!(!ran(&log).is_empty(), "{log}");
+    assert_eq!(root.image("bc:2").file("mounted").as_deref(), Some("bye"));
+
+    // Without the flag, `extra` is an image name (not in the store, nothing to pull).
+    let out = root.build(&[s(main.path())]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn build_context_local_dir_as_a_stage_base() {
+    let Some(root) = Root::new() else { return };
+    let main = ctx(&[(
+        "Dockerfile",
+        "FROM files AS f\nFROM busybox\nCOPY --from=f /data.txt /copied\n",
+    )]);
+    let files = ctx(&[("data.txt", "from the files context")]);
+    let flag = format!("files={}", s(files.path()));
+    root.build_ok(&["-t", "bc:3", "--build-context", &flag, s(main.path())]);
+    assert_eq!(
+        root.image("bc:3").file("copied").as_deref(),
+        Some("from the files context")
+    );
+}
+
+#[test]
+fn build_context_docker_image_replaces_a_stage() {
+    let Some(root) = Root::new() else { return };
+    let main = ctx(&[(
+        "Dockerfile",
+        "FROM busybox AS base\nRUN exit 3\nFROM base\nRUN echo ok > /ok\n",
+    )]);
+    let out = root.build(&[s(main.path())]);
+    assert!(!out.status.success(), "the stage itself fails");
+    root.build_ok(&[
+        "-t",
+        "bc:4",
+        "--build-context",
+        "base=docker-image://busybox:latest",
+        s(main.path()),
+    ]);
+    assert_eq!(root.image("bc:4").file("ok").as_deref(), Some("ok\n"));
+}
+
+#[test]
+fn build_context_oci_layout_is_a_base_image() {
+    let Some(root) = Root::new() else { return };
+    let marked = ctx(&[("Dockerfile", "FROM busybox\nRUN echo marker > /marker\n")]);
+    root.build_ok(&["-t", "marked:1", s(marked.path())]);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let out = crate::rbuild_at(
+        root.path(),
+        &["save", "--format", "oci-dir", "-o", s(&layout), "marked:1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crate::rbuild_at(root.path(), &["rmi", "marked:1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let main = ctx(&[("Dockerfile", "FROM alpine:3.19\nRUN cat /marker > /copy\n")]);
+    let flag = format!("alpine:3.19=oci-layout://{}", s(&layout));
+    root.build_ok(&["-t", "bc:5", "--build-context", &flag, s(main.path())]);
+    assert_eq!(root.image("bc:5").file("copy").as_deref(), Some("marker\n"));
+
+    let bad = format!("alpine:3.19=oci-layout://{}:nosuchtag", s(&layout));
+    let out = root.build(&["--build-context", &bad, s(main.path())]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nosuchtag"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn copy_chmod_symbolic_modes() {
+    let Some(root) = Root::new() else { return };
+    let main = ctx(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY --chmod=u+x,go-w f.txt /f\nCOPY --chmod=a=rX d /d\n\
+             RUN stat -c '%a %n' /f /d /d/x /d/y > /modes\n",
+        ),
+        ("f.txt", "f"),
+        ("d/x", "x"),
+        ("d/y", "y"),
+    ]);
+    use std::os::unix::fs::PermissionsExt as _;
+    let set = |p: &str, m: u32| {
+        std::fs::set_permissions(main.path().join(p), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set("f.txt", 0o666);
+    set("d", 0o700);
+    set("d/x", 0o700);
+    set("d/y", 0o640);
+    root.build_ok(&["-t", "chmod:1", s(main.path())]);
+    assert_eq!(
+        root.image("chmod:1").file("modes").as_deref(),
+        // The destination directory is made (0755), not copied.
+        Some("744 /f\n755 /d\n555 /d/x\n444 /d/y\n")
+    );
+    let bad = ctx(&[(
+        "Dockerfile",
+        "FROM busybox\nCOPY --chmod=u+q Dockerfile /\n",
+    )]);
+    let out = root.build(&[s(bad.path())]);
+    assert!(!out.status.success());
+}
