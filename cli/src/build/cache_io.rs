@@ -823,10 +823,59 @@ pub(crate) async fn import(
     None
 }
 
+/// `--explain` lines for the steps an import satisfied:
+/// `#7 [2/3] RUN make — CACHED (imported from registry localhost:5000/app:cache)`.
+/// `offset` is the progress number before the solver's first step.
+pub fn explain_imported(
+    records: &[KeyRecord],
+    imported: &std::collections::BTreeMap<String, String>,
+    offset: usize,
+) -> Vec<String> {
+    records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let src = imported.get(&r.key.0)?;
+            Some(format!(
+                "#{} {} — CACHED (imported from {src})",
+                i + 1 + offset,
+                r.step
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn explain_names_the_source_of_imported_hits() {
+        let rec = |key: &str, step: &str| KeyRecord {
+            key: CacheKey(key.into()),
+            id: step.into(),
+            step: step.into(),
+            stage: None,
+            kind: "exec".into(),
+            summary: String::new(),
+            op: serde_json::Value::Null,
+            platform: "linux/amd64".into(),
+            inputs: Vec::new(),
+            context_digest: None,
+            base: None,
+            build_args: Default::default(),
+        };
+        let records = [
+            rec("sha256:a", "[1/2] FROM busybox"),
+            rec("sha256:b", "[2/2] RUN make"),
+        ];
+        let imported = [("sha256:b".to_string(), "local /c".to_string())].into();
+        assert_eq!(
+            explain_imported(&records, &imported, 3),
+            ["#5 [2/2] RUN make — CACHED (imported from local /c)"]
+        );
+    }
 
     #[test]
     fn cache_to_specs() {

@@ -73,8 +73,17 @@ fn local_round_trip_hits_every_step_in_a_fresh_root_from_another_directory() {
     let b = Root::new().unwrap();
     let ctx_b = context(DOCKERFILE);
     let from = format!("type=local,src={}", cache.path().display());
-    let (log, digest_b) = build(&b, ctx_b.path(), &["--cache-from", &from, "-t", "app:1"]);
+    let (log, digest_b) = build(
+        &b,
+        ctx_b.path(),
+        &["--cache-from", &from, "-t", "app:1", "--explain"],
+    );
     assert!(runs(&log).is_empty(), "every RUN step is cached:\n{log}");
+    let imported_line = format!(
+        "RUN date +%s%N > /stamp2 && echo second > /second — CACHED (imported from local {})",
+        cache.path().display()
+    );
+    assert!(log.contains(&imported_line), "{log}");
     assert!(log.contains("CACHED"), "{log}");
     let image_b = b.image("app:1");
     assert_eq!(image_b.file("stamp").unwrap(), stamp);
