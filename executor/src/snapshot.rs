@@ -160,6 +160,31 @@ fn overlay_works(root: &Path) -> bool {
     ok
 }
 
+/// [`overlay_works`], remembered in `root/overlay-probe` for this boot and this filesystem
+/// (`<boot id> <device> yes|no`): the test mount and its unmount cost tens of milliseconds,
+/// a large part of a short `rbuild run`.
+fn overlay_probed(root: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let dev = fs::metadata(root).map(|m| m.dev()).unwrap_or(0);
+    let key = format!("{} {dev}", boot.trim());
+    let file = root.join("overlay-probe");
+    if !boot.trim().is_empty()
+        && let Ok(text) = fs::read_to_string(&file)
+        && let Some((k, verdict)) = text.trim().rsplit_once(' ')
+        && k == key
+    {
+        return verdict == "yes";
+    }
+    let ok = overlay_works(root);
+    // Only a cache: a failed write means probing again next time.
+    let _ = write_atomic(
+        &file,
+        format!("{key} {}\n", if ok { "yes" } else { "no" }).as_bytes(),
+    );
+    ok
+}
+
 /// Escapes the characters overlayfs splits options on.
 fn escape(p: &Path) -> String {
     let s = p.to_string_lossy();
@@ -191,7 +216,7 @@ impl Snapshotter {
             fs::create_dir_all(d).ctx("create dir", d)?;
         }
         let backend = backend.unwrap_or_else(|| {
-            if overlay_works(&root) {
+            if overlay_probed(&root) {
                 Backend::Overlay
             } else {
                 Backend::Naive

@@ -275,3 +275,25 @@ fn long_chains_fit_the_mount_data_limit() {
     assert!(t.join("f0").exists() && t.join("f149").exists());
     snapshot::unmount(&t).unwrap();
 }
+
+#[test]
+fn overlay_probe_is_remembered_for_the_boot() {
+    if !require_root("overlay probe") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let s = Snapshotter::open(&root).unwrap();
+    assert_eq!(s.backend(), Backend::Overlay);
+    let probe = root.join("overlay-probe");
+    let text = std::fs::read_to_string(&probe).unwrap();
+    let (key, verdict) = text.trim().rsplit_once(' ').unwrap();
+    assert_eq!(verdict, "yes");
+    // The recorded verdict is what later opens use, not a new probe.
+    std::fs::write(&probe, format!("{key} no\n")).unwrap();
+    assert_eq!(Snapshotter::open(&root).unwrap().backend(), Backend::Naive);
+    // A verdict from another boot (or filesystem) is probed again.
+    std::fs::write(&probe, "other-boot 0 no\n").unwrap();
+    assert_eq!(Snapshotter::open(&root).unwrap().backend(), Backend::Overlay);
+    assert!(mounts_under(dir.path()).is_empty());
+}
