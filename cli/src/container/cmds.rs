@@ -112,8 +112,11 @@ pub fn run(root: &Path, cmd: ContainerCommand) -> ExitCode {
         }
         ContainerCommand::Rm {
             force,
+            volumes,
             containers: names,
-        } => each(&containers, &names, |id| rm(root, &containers, id, force)),
+        } => each(&containers, &names, |id| {
+            rm(root, &containers, id, force, volumes)
+        }),
         ContainerCommand::Wait { containers: names } => each(&containers, &names, |id| {
             let c = wait(&containers, id)?;
             println!("{c}");
@@ -240,16 +243,16 @@ fn ps(containers: &Containers, o: PsOptions) -> Result<(), String> {
         if !all && st.status != Status::Running {
             continue;
         }
-        list.push((cfg, st));
-    }
-    list.sort_by(|a, b| b.0.created.cmp(&a.0.created));
         if !ps_matches(&filters, &cfg, &st)? {
             continue;
         }
+        list.push((cfg, st));
+    }
+    list.sort_by(|a, b| b.0.created.cmp(&a.0.created));
+    let mut rows = Vec::new();
     for (cfg, st) in list {
         let short = if o.no_trunc {
             cfg.id.clone()
-    let mut rows = Vec::new();
         } else {
             cfg.id[..12].to_string()
         };
@@ -287,9 +290,6 @@ fn ps(containers: &Containers, o: PsOptions) -> Result<(), String> {
     if o.quiet {
         return Ok(());
     }
-    Ok(())
-}
-
     let columns = [
         ("ID", "CONTAINER ID"),
         ("Image", "IMAGE"),
@@ -315,6 +315,9 @@ fn ps(containers: &Containers, o: PsOptions) -> Result<(), String> {
     ];
     let format = ListFormat::parse(o.format.as_deref().unwrap_or("table"));
     print!("{}", render_list(&format, &columns, &headers, &rows)?);
+    Ok(())
+}
+
 /// `logs --since/--until` bounds.
 #[derive(Debug, Clone, Copy, Default)]
 struct LogWindow {
@@ -411,12 +414,12 @@ fn print_entries(text: &str, timestamps: bool, window: LogWindow) -> usize {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        let log = v["log"].as_str().unwrap_or("");
-        let ts = if timestamps {
-            format!("{} ", v["time"].as_str().unwrap_or(""))
         if !window.contains(v["time"].as_str()) {
             continue;
         }
+        let log = v["log"].as_str().unwrap_or("");
+        let ts = if timestamps {
+            format!("{} ", v["time"].as_str().unwrap_or(""))
         } else {
             String::new()
         };
@@ -437,10 +440,10 @@ fn logs(
     follow: bool,
     tail: &str,
     timestamps: bool,
+    window: LogWindow,
 ) -> Result<(), String> {
     let id = containers.find(name)?;
     let path = containers.log_path(&id);
-    window: LogWindow,
     let data = std::fs::read(&path).unwrap_or_default();
     let text = String::from_utf8_lossy(&data).into_owned();
     let complete = text.rfind('\n').map_or(0, |i| i + 1);
@@ -532,7 +535,13 @@ fn kill(containers: &Containers, id: &str, sig: i32) -> Result<(), String> {
     signal_container(&st, sig)
 }
 
-fn rm(root: &Path, containers: &Containers, id: &str, force: bool) -> Result<(), String> {
+fn rm(
+    root: &Path,
+    containers: &Containers,
+    id: &str,
+    force: bool,
+    volumes: bool,
+) -> Result<(), String> {
     if containers.state(id).status == Status::Running {
         if !force {
             return Err(format!(
@@ -548,8 +557,12 @@ fn rm(root: &Path, containers: &Containers, id: &str, force: bool) -> Result<(),
         return Ok(());
     }
     let lock = containers.lock(id)?;
+    let used = containers.config(id).map(|c| c.volumes).unwrap_or_default();
     super::runtime::remove_container(root, id)?;
     drop(lock);
+    if volumes {
+        super::volumes::remove_anonymous(root, &used)?;
+    }
     Ok(())
 }
 
@@ -704,6 +717,20 @@ pub fn inspect_value(containers: &Containers, id: &str) -> Result<Value, String>
             "Memory": cfg.limits.memory_bytes.unwrap_or(0),
             "PidsLimit": cfg.limits.pids_max,
             "NanoCpus": cfg.limits.cpu_quota_us.map(|q| q * 10_000).unwrap_or(0),
+            "MemorySwap": cfg.limits.memory_swap_bytes.unwrap_or(0),
+            "CpuShares": cfg.limits.cpu_shares.unwrap_or(0),
+            "CpusetCpus": cfg.limits.cpuset_cpus.clone().unwrap_or_default(),
+            "Privileged": cfg.security.privileged,
+            "CapAdd": cfg.security.security.cap_add,
+            "CapDrop": cfg.security.security.cap_drop,
+            "SecurityOpt": cfg.security.security_opt,
+            "ShmSize": cfg.security.security.shm_size.unwrap_or(rbuild_executor::security::DEFAULT_SHM_SIZE),
+            "CgroupnsMode": if cfg.security.security.cgroupns_private { "private" } else { "host" },
+            "Ulimits": cfg.security.security.ulimits.iter().map(|u| serde_json::json!({
+                "Name": u.name,
+                "Soft": if u.soft == u64::MAX { -1 } else { u.soft as i64 },
+                "Hard": if u.hard == u64::MAX { -1 } else { u.hard as i64 },
+            })).collect::<Vec<_>>(),
             "ExtraHosts": cfg.add_hosts,
             "Dns": cfg.dns,
             "PortBindings": cfg.publish,

@@ -9,8 +9,13 @@
 
 pub mod args;
 mod cmds;
+mod commit;
+mod copy;
+pub mod mounts;
 pub mod runtime;
+pub mod security;
 pub mod state;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,14 +50,14 @@ pub enum ContainerCommand {
         /// Attach to the output and return the exit code
         #[arg(short = 'a', long)]
         attach: bool,
+        /// Attach the container's stdin (implies `-a`)
+        #[arg(short = 'i', long)]
+        interactive: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// List containers
     Ps {
-        /// Attach the container's stdin (implies `-a`)
-        #[arg(short = 'i', long)]
-        interactive: bool,
         /// Show all containers (default: running only)
         #[arg(short = 'a', long)]
         all: bool,
@@ -62,17 +67,17 @@ pub enum ContainerCommand {
         /// Do not truncate IDs and commands
         #[arg(long = "no-trunc")]
         no_trunc: bool,
-    },
-    /// Print a container's logs
-    Logs {
-        /// Follow the output
-        #[arg(short = 'f', long)]
         /// `table`, `table TEMPLATE`, `json` or a Go template (`{{.ID}}\t{{.Names}}`)
         #[arg(long)]
         format: Option<String>,
         /// Filter: `name=`, `id=`, `status=`, `label=KEY[=VALUE]`
         #[arg(short = 'f', long = "filter")]
         filter: Vec<String>,
+    },
+    /// Print a container's logs
+    Logs {
+        /// Follow the output
+        #[arg(short = 'f', long)]
         follow: bool,
         /// Number of lines from the end (`all` by default)
         #[arg(short = 'n', long, default_value = "all")]
@@ -80,17 +85,25 @@ pub enum ContainerCommand {
         /// Show timestamps
         #[arg(short = 't', long)]
         timestamps: bool,
-        container: String,
-    },
-    /// Stop running containers (stop signal, then SIGKILL after a grace period)
-    Stop {
-        /// Seconds to wait before killing
         /// Only logs since a time (RFC 3339, Unix seconds) or for a duration (`10m`, `1h30m`)
         #[arg(long)]
         since: Option<String>,
         /// Only logs before a time (RFC 3339, Unix seconds) or a duration ago (`10m`)
         #[arg(long)]
         until: Option<String>,
+        container: String,
+    },
+    /// Stop running containers (stop signal, then SIGKILL after a grace period)
+    Stop {
+        /// Seconds to wait before killing
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart containers (stop, then start detached)
+    Restart {
+        /// Seconds to wait before killing
         #[arg(short = 't', long = "time")]
         time: Option<u64>,
         #[arg(required = true)]
@@ -101,14 +114,6 @@ pub enum ContainerCommand {
         #[arg(short = 's', long, default_value = "KILL")]
         signal: String,
         #[arg(required = true)]
-    /// Restart containers (stop, then start detached)
-    Restart {
-        /// Seconds to wait before killing
-        #[arg(short = 't', long = "time")]
-        time: Option<u64>,
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
         containers: Vec<String>,
     },
     /// Remove containers
@@ -116,6 +121,9 @@ pub enum ContainerCommand {
         /// Kill and remove a running container
         #[arg(short = 'f', long)]
         force: bool,
+        /// Also remove the container's anonymous volumes
+        #[arg(short = 'v', long)]
+        volumes: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -128,6 +136,20 @@ pub enum ContainerCommand {
     Exec(cmds::ExecArgs),
     /// Processes of a running container
     Top { container: String },
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
+    /// Copy files between a container and the host (`-` is a tar stream)
+    Cp(copy::CpArgs),
+    /// Write a container's filesystem as a tar archive
+    Export {
+        /// Write to a file instead of stdout
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        container: String,
+    },
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
     /// Internal: the monitor of a detached container
     #[command(name = "__container-monitor", hide = true)]
     Monitor { id: String },
@@ -176,6 +198,12 @@ pub fn run(cmd: ContainerCommand, global: &crate::GlobalOpts) -> miette::Result<
             containers,
         } => start_cmd(&root, attach || interactive, interactive, &containers),
         ContainerCommand::Monitor { id } => monitor_cmd(&root, &id),
+        ContainerCommand::Volume(cmd) => volumes::run(&root, cmd),
+        ContainerCommand::Cp(args) => copy::cp(&root, &args),
+        ContainerCommand::Export { output, container } => {
+            copy::export(&root, output.as_deref(), &container)
+        }
+        ContainerCommand::Commit(args) => commit::commit(&root, &args),
         other => cmds::run(&root, other),
     })
 }

@@ -83,14 +83,22 @@ pub fn create(root: &Path, args: &CreateArgs, registry: RegistryOptions) -> Resu
         Ok::<_, String>((resolved, top))
     })?;
     let id = new_id();
-    let cfg = make_config(args, &id, &resolved.config, &resolved.manifest_digest)?;
+    let mut cfg = make_config(args, &id, &resolved.config, &resolved.manifest_digest)?;
     let containers = Containers::open(root)?;
     worker
         .snapshotter()
         .prepare(&cfg.snapshot, Some(&top.0))
         .map_err(|e| format!("prepare the container's filesystem: {e}"))?;
-    if let Err(e) = containers.create(&cfg) {
+    // Volumes are made and the container recorded under the volumes' lock, so `volume rm`
+    // sees the container as a user as soon as the volume exists.
+    let vols = super::volumes::Volumes::open(root)?;
+    let _vlock = vols.lock()?;
+    let made = super::volumes::make_for(&vols, &mut cfg);
+    if let Err(e) = made.and_then(|()| containers.create(&cfg)) {
         let _ = worker.snapshotter().remove(&cfg.snapshot);
+        for v in cfg.volumes.iter().filter(|v| v.anonymous && !v.name.is_empty()) {
+            let _ = vols.remove_locked(&v.name);
+        }
         return Err(e);
     }
     Ok(id)
@@ -304,6 +312,9 @@ pub enum Output {
     LogAndPrint,
     /// Foreground with `-i` without `-t`: the caller's stdio itself (no log).
     Inherit,
+    /// Foreground with `-t`: the container's pty copied to our stdout (and the log), and
+    /// our stdin to it when `input` (`-i`).
+    Terminal { input: bool },
 }
 
 /// A json-file log writer (Docker's `{"log":"...\n","stream":"stdout","time":"..."}`).
@@ -312,9 +323,6 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Foreground with `-t`: the container's pty copied to our stdout (and the log), and
-    /// our stdin to it when `input` (`-i`).
-    Terminal { input: bool },
     pub fn open(path: &Path) -> Result<LogWriter, String> {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -381,6 +389,7 @@ pub fn run_container(
     })?;
     if cfg.auto_remove {
         remove_container(root, id)?;
+        super::volumes::remove_anonymous(root, &cfg.volumes)?;
     }
     result.map(|(code, _)| code)
 }
@@ -394,7 +403,9 @@ fn run_inner(
     cancel: Arc<AtomicBool>,
 ) -> Result<(i32, bool), String> {
     let rootfs = containers.rootfs(&cfg.id);
-    let mount = RootfsMount::mount(sn, cfg, &rootfs)?;
+    let with_volumes = super::volumes::with_volume_mounts(root, cfg)?;
+    let mount = RootfsMount::mount(sn, &with_volumes, &rootfs)?;
+    super::volumes::populate_all(root, cfg, &rootfs)?;
     let (network, etc, net_guard, ports, ip) = setup_network(root, cfg)?;
     containers.update(&cfg.id, |st| {
         st.ports = ports;
@@ -410,10 +421,12 @@ fn run_inner(
     spec.user = cfg.user.clone();
     spec.hostname = cfg.hostname.clone();
     spec.network = network;
-    spec.mounts = cfg.mounts.clone();
+    spec.mounts = with_volumes.mounts.clone();
     spec.etc = etc;
     spec.limits = cfg.limits.clone();
-    spec.no_new_privs = false;
+    spec.no_new_privs = cfg.security.no_new_privs;
+    spec.privileged = cfg.security.privileged;
+    spec.security = cfg.security.security.clone();
     let (tx, rx) = std::sync::mpsc::channel::<u32>();
     let opts = RunOptions {
         cancel: Some(cancel),
@@ -441,9 +454,19 @@ fn run_inner(
             }
         })
     };
+    spec.init = cfg.init;
     let foreground = !matches!(output, Output::Log);
     let status = match output {
         Output::Inherit => rbuild_executor::run(&spec, Stdio::Inherit, &opts),
+        Output::Terminal { input } => {
+            let log = LogWriter::open(&containers.log_path(&cfg.id))?;
+            run_on_pty(&spec, &opts, log, true, input)
+        }
+        Output::Log | Output::LogAndPrint if cfg.tty => {
+            let log = LogWriter::open(&containers.log_path(&cfg.id))?;
+            let print = matches!(output, Output::LogAndPrint);
+            run_on_pty(&spec, &opts, log, print, false)
+        }
         Output::Log | Output::LogAndPrint => {
             let print = matches!(output, Output::LogAndPrint);
             let mut log = LogWriter::open(&containers.log_path(&cfg.id))?;
@@ -454,19 +477,9 @@ fn run_inner(
                         Stream::Stdout => {
                             let mut out = std::io::stdout().lock();
                             let _ = writeln!(out, "{text}");
-    spec.init = cfg.init;
                             let _ = out.flush();
                         }
                         Stream::Stderr => eprintln!("{text}"),
-        Output::Terminal { input } => {
-            let log = LogWriter::open(&containers.log_path(&cfg.id))?;
-            run_on_pty(&spec, &opts, log, true, input)
-        }
-        Output::Log | Output::LogAndPrint if cfg.tty => {
-            let log = LogWriter::open(&containers.log_path(&cfg.id))?;
-            let print = matches!(output, Output::LogAndPrint);
-            run_on_pty(&spec, &opts, log, print, false)
-        }
                     }
                 }
             };
@@ -500,19 +513,6 @@ fn run_inner(
     Ok((code, status.oom_killed))
 }
 
-/// Removes a stopped container: its mount point, snapshot and directory.
-pub fn remove_container(root: &Path, id: &str) -> Result<(), String> {
-    let containers = Containers::open(root)?;
-    let cfg = containers.config(id)?;
-    let sn = snapshotter(root)?;
-    let rootfs = containers.rootfs(id);
-    let _ = snapshot::unmount(&rootfs);
-    if sn.stat(&cfg.snapshot).is_ok() {
-        sn.remove(&cfg.snapshot)
-            .map_err(|e| format!("remove the container's filesystem: {e}"))?;
-    }
-    containers.remove_dir(id)
-}
 /// Where the caller's window size is read: stdout when it is a terminal, else stdin.
 fn size_source() -> Option<std::os::fd::OwnedFd> {
     use std::os::fd::AsFd as _;
@@ -630,3 +630,16 @@ fn run_on_pty(
     status
 }
 
+/// Removes a stopped container: its mount point, snapshot and directory.
+pub fn remove_container(root: &Path, id: &str) -> Result<(), String> {
+    let containers = Containers::open(root)?;
+    let cfg = containers.config(id)?;
+    let sn = snapshotter(root)?;
+    let rootfs = containers.rootfs(id);
+    let _ = snapshot::unmount(&rootfs);
+    if sn.stat(&cfg.snapshot).is_ok() {
+        sn.remove(&cfg.snapshot)
+            .map_err(|e| format!("remove the container's filesystem: {e}"))?;
+    }
+    containers.remove_dir(id)
+}
