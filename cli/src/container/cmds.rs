@@ -112,11 +112,8 @@ pub fn run(root: &Path, cmd: ContainerCommand) -> ExitCode {
         }
         ContainerCommand::Rm {
             force,
-            volumes,
             containers: names,
-        } => each(&containers, &names, |id| {
-            rm(root, &containers, id, force, volumes)
-        }),
+        } => each(&containers, &names, |id| rm(root, &containers, id, force)),
         ContainerCommand::Wait { containers: names } => each(&containers, &names, |id| {
             let c = wait(&containers, id)?;
             println!("{c}");
@@ -535,13 +532,7 @@ fn kill(containers: &Containers, id: &str, sig: i32) -> Result<(), String> {
     signal_container(&st, sig)
 }
 
-fn rm(
-    root: &Path,
-    containers: &Containers,
-    id: &str,
-    force: bool,
-    volumes: bool,
-) -> Result<(), String> {
+fn rm(root: &Path, containers: &Containers, id: &str, force: bool) -> Result<(), String> {
     if containers.state(id).status == Status::Running {
         if !force {
             return Err(format!(
@@ -557,12 +548,8 @@ fn rm(
         return Ok(());
     }
     let lock = containers.lock(id)?;
-    let used = containers.config(id).map(|c| c.volumes).unwrap_or_default();
     super::runtime::remove_container(root, id)?;
     drop(lock);
-    if volumes {
-        super::volumes::remove_anonymous(root, &used)?;
-    }
     Ok(())
 }
 
@@ -717,20 +704,6 @@ pub fn inspect_value(containers: &Containers, id: &str) -> Result<Value, String>
             "Memory": cfg.limits.memory_bytes.unwrap_or(0),
             "PidsLimit": cfg.limits.pids_max,
             "NanoCpus": cfg.limits.cpu_quota_us.map(|q| q * 10_000).unwrap_or(0),
-            "MemorySwap": cfg.limits.memory_swap_bytes.unwrap_or(0),
-            "CpuShares": cfg.limits.cpu_shares.unwrap_or(0),
-            "CpusetCpus": cfg.limits.cpuset_cpus.clone().unwrap_or_default(),
-            "Privileged": cfg.security.privileged,
-            "CapAdd": cfg.security.security.cap_add,
-            "CapDrop": cfg.security.security.cap_drop,
-            "SecurityOpt": cfg.security.security_opt,
-            "ShmSize": cfg.security.security.shm_size.unwrap_or(rbuild_executor::security::DEFAULT_SHM_SIZE),
-            "CgroupnsMode": if cfg.security.security.cgroupns_private { "private" } else { "host" },
-            "Ulimits": cfg.security.security.ulimits.iter().map(|u| serde_json::json!({
-                "Name": u.name,
-                "Soft": if u.soft == u64::MAX { -1 } else { u.soft as i64 },
-                "Hard": if u.hard == u64::MAX { -1 } else { u.hard as i64 },
-            })).collect::<Vec<_>>(),
             "ExtraHosts": cfg.add_hosts,
             "Dns": cfg.dns,
             "PortBindings": cfg.publish,
