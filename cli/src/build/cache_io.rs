@@ -222,6 +222,11 @@ pub fn collect(
             .get(&rec.key.0)
             .or_else(|| imported_locally(worker, &rec.key))
         else {
+            if mode == CacheMode::Max
+                && let Some(chain) = imported_chain(worker, &rec.key)
+            {
+                builder.add(&rec.key, &rec.step, &chain);
+            }
             continue;
         };
         if snapshot.starts_with("context:") {
@@ -256,6 +261,50 @@ pub fn collect(
         builder.add(&rec.key, &rec.step, &out);
     }
     Ok(builder.build())
+}
+
+/// A key of this build that no step looked up (a stage under a cached one) but an import
+/// has: its chain as the import describes it, so `mode=max` re-exports it ([`fetch_missing`]
+/// brings its blobs over).
+fn imported_chain(worker: &RealWorker, key: &CacheKey) -> Option<Vec<ChainEntry>> {
+    let imports = worker.inner.imports.get()?;
+    imports.sources.iter().find_map(|src| {
+        let cfg = &src.config;
+        let snapshot = cfg.lookup(key)?;
+        Some(
+            cfg.chain(snapshot)
+                .into_iter()
+                .map(|i| ChainEntry {
+                    layer: cfg.layer(i).cloned(),
+                    created: cfg.snapshots[i].created.clone(),
+                    image_layer: cfg.snapshots[i].image_layer,
+                })
+                .collect(),
+        )
+    })
+}
+
+/// Fetches the layers of `cfg` that are not in the store from the imports that have
+/// them (re-exported imported records).
+pub async fn fetch_missing(worker: &RealWorker, cfg: &CacheConfig) -> Result<(), String> {
+    let inner = &worker.inner;
+    for l in &cfg.layers {
+        if inner.store.has_blob(&parse_digest(&l.digest)?) {
+            continue;
+        }
+        let src = inner.imports.get().and_then(|i| {
+            i.sources
+                .iter()
+                .find(|s| s.config.layers.iter().any(|x| x.digest == l.digest))
+        });
+        match src {
+            Some(src) => fetch(inner, src, l)
+                .await
+                .map_err(|e| format!("layer {} from {}: {e}", l.digest, src.name))?,
+            None => return Err(format!("layer {} is in no store or cache source", l.digest)),
+        }
+    }
+    Ok(())
 }
 
 /// A key no step of this build looked up, whose result an import has and which is

@@ -64,6 +64,9 @@ pub fn export_cache(
             mode,
             &ctx.export_options(),
         )?;
+        ctx.rt
+            .block_on(cache_io::fetch_missing(ctx.worker, &cfg))
+            .map_err(|e| format!("exporting cache to {what}: {e}"))?;
         r.status(
             n,
             &format!(
@@ -168,7 +171,10 @@ pub fn write(ctx: &Ctx<'_>, solved: &SolveResult, outputs: &[Output]) -> Result<
             )?;
             r.status(
                 n,
-                &format!("preparing inline cache ({} records) done", cfg.records.len()),
+                &format!(
+                    "preparing inline cache ({} records) done",
+                    cfg.records.len()
+                ),
             );
             Some(cache_io::inline_value(&cfg)?)
         } else {

@@ -389,3 +389,33 @@ fn inline_cache_of_a_pushed_image_feeds_a_wiped_root() {
     );
     assert_eq!(digest_b, digest_a);
 }
+
+#[test]
+fn a_max_export_after_an_imported_hit_keeps_the_stages_it_did_not_need() {
+    let Some(a) = Root::new() else { return };
+    let ctx = context(MULTISTAGE);
+    let first = tempfile::tempdir().unwrap();
+    let to = format!("type=local,dest={},mode=max", first.path().display());
+    build(&a, ctx.path(), &["--cache-to", &to]);
+    drop(a);
+
+    // A fully cached build from the first cache, re-exported: the build stage was never
+    // looked up, yet the second cache has it.
+    let b = Root::new().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let from = format!("type=local,src={}", first.path().display());
+    let to = format!("type=local,dest={},mode=max", second.path().display());
+    let (log, _) = build(&b, ctx.path(), &["--cache-from", &from, "--cache-to", &to]);
+    assert!(runs(&log).is_empty(), "{log}");
+    drop(b);
+    drop(first);
+
+    let c = Root::new().unwrap();
+    let from = format!("type=local,src={}", second.path().display());
+    let (log, _) = build(
+        &c,
+        ctx.path(),
+        &["--cache-from", &from, "--target", "build"],
+    );
+    assert!(runs(&log).is_empty(), "{log}");
+}
