@@ -10,6 +10,7 @@ mod export;
 mod output;
 pub mod progress;
 pub mod secrets;
+mod stdin;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -125,12 +126,30 @@ struct Definition {
 fn read_definition(
     args: &BuildArgs,
     context: Option<&Path>,
+    stdin: Option<&stdin::StdinInput>,
 ) -> miette::Result<Result<Definition, rbuild_parser::ParseError>> {
     let path = match (&args.file, context) {
+        // `-f` names a file inside a context tar sent on stdin.
+        (Some(f), Some(ctx))
+            if matches!(stdin, Some(stdin::StdinInput::Context(_))) && f.is_relative() =>
+        {
+            ctx.join(f)
+        }
         (Some(f), _) => f.clone(),
         (None, Some(ctx)) => ctx.join("Dockerfile"),
         (None, None) => PathBuf::from("-"),
     };
+    if path == Path::new("-")
+        && let Some(stdin::StdinInput::Dockerfile(bytes)) = stdin
+    {
+        return Ok(
+            rbuild_parser::decode("<stdin>", bytes).map(|text| Definition {
+                name: "Dockerfile".to_string(),
+                text,
+                path,
+            }),
+        );
+    }
     Ok(crate::check::read_dockerfile(&path)?.map(|t| Definition {
         name: if path == Path::new("-") {
             "Dockerfile".to_string()
@@ -176,7 +195,19 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         labels.insert(k.to_string(), v.to_string());
     }
 
-    let context = if args.context == "-" {
+    // `rbuild build -`: a context tar or a Dockerfile on stdin (the temporary context
+    // directory lives until the build returns).
+    let stdin_input = if args.context == "-" && args.file.as_deref() != Some(Path::new("-")) {
+        let tmp = rbuild_exporter::root::resolve_root(global.root.as_deref())
+            .map_err(crate::images::err)?
+            .join("tmp-v1");
+        Some(stdin::read(std::io::stdin().lock(), &tmp).map_err(|e| miette!("{e}"))?)
+    } else {
+        None
+    };
+    let context = if let Some(stdin::StdinInput::Context(dir)) = &stdin_input {
+        Some(stdin::context_dir(dir))
+    } else if args.context == "-" {
         None
     } else {
         let p = Path::new(&args.context);
@@ -200,7 +231,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
             .and_then(|f| f.file_name())
             .map_or("Dockerfile".into(), |f| f.to_string_lossy().into_owned())
     ));
-    let def = match read_definition(&args, context.as_deref())? {
+    let def = match read_definition(&args, context.as_deref(), stdin_input.as_ref())? {
         Ok(d) => d,
         Err(e) => {
             renderer.finish();
@@ -308,8 +339,12 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
     if !cache_from.is_empty() {
         let n = renderer.begin("importing cache manifests");
         let warn = |line: &str| renderer.println(line);
-        let imports =
-            rt.block_on(cache_io::load(worker.store(), &cache_from, &registry, &warn));
+        let imports = rt.block_on(cache_io::load(
+            worker.store(),
+            &cache_from,
+            &registry,
+            &warn,
+        ));
         for s in &imports.sources {
             renderer.status(n, &format!("{} done", s.name));
         }

@@ -92,6 +92,15 @@ pub fn is_archive(path: &Path) -> bool {
     matches!(first, Some(Ok(_)))
 }
 
+/// Extracts a build context sent as a (possibly compressed) tar (`rbuild build - < ctx.tar`)
+/// into the existing directory `dest`, with ADD's rules: no entry escapes `dest`, devices
+/// and fifos are refused, owners and modes come from the headers.
+pub fn extract_context(archive_path: &Path, dest: &Path) -> Result<CopyStats> {
+    let mut stats = CopyStats::default();
+    extract(archive_path, "the context on stdin", dest, None, &mut stats)?;
+    Ok(stats)
+}
+
 /// Extracts the archive at `archive_path` into the directory `dest` (which exists).
 /// `owner`: `--chown` (None keeps the headers' uid/gid).
 pub(crate) fn extract(

@@ -189,3 +189,97 @@ fn copy_chmod_symbolic_modes() {
     let out = root.build(&[s(bad.path())]);
     assert!(!out.status.success());
 }
+
+/// `rbuild build ARGS -` with `input` on stdin.
+fn build_stdin(root: &Root, args: &[&str], input: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("build")
+        .arg("--progress=plain")
+        .args(args)
+        .arg("-")
+        .env("RBUILD_ROOT", root.path())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, name, data.as_bytes()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn context_tar_on_stdin_plain_and_gzip_with_dockerfile_inside() {
+    use std::io::Write as _;
+    let Some(root) = Root::new() else { return };
+    let tar = tar_of(&[
+        ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+        ("src/a.txt", "from the tar"),
+        (".dockerignore", "skip.txt\n"),
+        ("skip.txt", "ignored"),
+        (
+            "build/Other.Dockerfile",
+            "FROM busybox\nCOPY src/a.txt /other\n",
+        ),
+    ]);
+    let out = build_stdin(&root, &["-t", "tar:1"], &tar);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = root.image("tar:1");
+    assert_eq!(img.file("ctx/src/a.txt").as_deref(), Some("from the tar"));
+    assert_eq!(
+        img.file("ctx/skip.txt"),
+        None,
+        ".dockerignore inside the tar"
+    );
+
+    // gzip-compressed, `-f` naming a Dockerfile inside the archive.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let out = build_stdin(&root, &["-t", "tar:2", "-f", "build/Other.Dockerfile"], &gz);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        root.image("tar:2").file("other").as_deref(),
+        Some("from the tar")
+    );
+
+    // A plain Dockerfile on stdin still builds without a context.
+    let out = build_stdin(
+        &root,
+        &["-t", "tar:3"],
+        b"FROM busybox\nRUN echo hi > /hi\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing of the unpacked contexts is left behind.
+    let tmp = root.path().join("tmp-v1");
+    let left = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "{}", tmp.display());
+}
