@@ -253,7 +253,8 @@ impl Cache {
         // Snapshots no record names (a killed build's, or records removed by hand).
         let grace = chrono::Utc::now() - chrono::Duration::seconds(ORPHAN_GRACE.as_secs() as i64);
         for snap in committed.keys() {
-            if (snap.starts_with("b-") || snap.starts_with("layer-"))
+            // `c-`: snapshots an imported cache (`--cache-from`) made.
+            if (snap.starts_with("b-") || snap.starts_with("c-") || snap.starts_with("layer-"))
                 && !by_snap.contains_key(*snap)
             {
                 let young = state.meta(snap).is_none_or(|m| {

@@ -419,3 +419,40 @@ fn a_max_export_after_an_imported_hit_keeps_the_stages_it_did_not_need() {
     );
     assert!(runs(&log).is_empty(), "{log}");
 }
+
+/// The snapshots under `root` an import made (`c-` keys).
+fn imported_snapshots(root: &Path) -> usize {
+    let dir = root.join("snapshotter-v1/snapshots");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("meta.json")).is_ok_and(|m| m.contains("\"c-"))
+        })
+        .count()
+}
+
+#[test]
+fn builder_prune_all_removes_what_an_import_made() {
+    let Some(a) = Root::new() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = context(DOCKERFILE);
+    let to = format!("type=local,dest={}", cache.path().display());
+    build(&a, ctx.path(), &["--cache-to", &to]);
+    drop(a);
+
+    let b = Root::new().unwrap();
+    let from = format!("type=local,src={}", cache.path().display());
+    build(&b, ctx.path(), &["--cache-from", &from]);
+    assert!(
+        imported_snapshots(b.path()) >= 2,
+        "COPY and both RUNs imported"
+    );
+    let out = crate::rbuild_at(b.path(), &["builder", "prune", "-a", "-f"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(imported_snapshots(b.path()), 0);
+}
