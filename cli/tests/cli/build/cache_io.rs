@@ -456,3 +456,33 @@ fn builder_prune_all_removes_what_an_import_made() {
     );
     assert_eq!(imported_snapshots(b.path()), 0);
 }
+
+#[test]
+fn several_sources_are_merged_and_an_unreadable_one_is_a_warning() {
+    let Some(a) = Root::new() else { return };
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (ctx_one, ctx_two) = (context(DOCKERFILE), context(MULTISTAGE));
+    let to = |d: &Path| format!("type=local,dest={},mode=max", d.display());
+    build(&a, ctx_one.path(), &["--cache-to", &to(one.path())]);
+    build(&a, ctx_two.path(), &["--cache-to", &to(two.path())]);
+    drop(a);
+
+    let b = Root::new().unwrap();
+    let from = |d: &Path| format!("type=local,src={}", d.display());
+    let sources = [
+        "--cache-from",
+        "type=local,src=/nonexistent/rbuild-cache",
+        "--cache-from",
+        &from(one.path()),
+        "--cache-from",
+        &from(two.path()),
+    ];
+    for ctx in [&ctx_one, &ctx_two] {
+        let (log, _) = build(&b, ctx.path(), &sources);
+        assert!(runs(&log).is_empty(), "{log}");
+        assert!(
+            log.contains("warning: cache import from local /nonexistent/rbuild-cache skipped"),
+            "{log}"
+        );
+    }
+}
