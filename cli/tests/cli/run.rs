@@ -395,3 +395,4 @@ fn memory_limit_oom_is_137() {
 }
 
 mod tty;
+mod lifecycle;

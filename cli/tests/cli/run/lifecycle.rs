@@ -1,0 +1,199 @@
+//! `--init`, `restart`, `ps --format/--filter` and `logs --since/--until`.
+
+use std::time::{Duration, Instant};
+
+use super::{Env, code, stdout};
+
+#[test]
+fn init_is_pid_1_and_the_command_its_child() {
+    let Some(env) = Env::new() else { return };
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "ps",
+        "-o",
+        "pid,ppid,args",
+    ]);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let init = rows.iter().find(|r| r[0] == "1").expect("no PID 1");
+    assert!(init.join(" ").contains("rbuild-sandbox-init"), "{out}");
+    let ps = rows
+        .iter()
+        .find(|r| r.get(2) == Some(&"ps"))
+        .expect("no ps");
+    assert_eq!(ps[1], "1", "the command is not the init's child: {out}");
+    assert_ne!(ps[0], "1");
+    // Without --init the command itself is PID 1.
+    let out = env.ok(&["run", "--rm", "busybox", "ps", "-o", "pid,args"]);
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("1 ps")),
+        "{out}"
+    );
+}
+
+#[test]
+fn init_reaps_orphans_passes_exit_codes_and_forwards_signals() {
+    let Some(env) = Env::new() else { return };
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "(sleep 0.1 &); sleep 1; ps -o stat,args",
+    ]);
+    assert!(out.contains("ps -o stat,args"), "{out}");
+    assert!(
+        !out.lines().skip(1).any(|l| l.trim_start().starts_with('Z')),
+        "zombie left: {out}"
+    );
+    let out = env.run(&["run", "--rm", "--init", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(code(&out), 7);
+    let out = env.run(&["run", "--rm", "--init", "busybox", "no-such-command"]);
+    assert_eq!(code(&out), 127, "{}", String::from_utf8_lossy(&out.stderr));
+    // SIGTERM reaches `sleep` through the init (as PID 1 it would ignore it): 128+15.
+    env.ok(&[
+        "run", "-d", "--init", "--name", "sl", "busybox", "sleep", "1000",
+    ]);
+    env.ok(&["stop", "-t", "60", "sl"]);
+    assert_eq!(env.ok(&["wait", "sl"]).trim(), "143");
+    env.ok(&["rm", "sl"]);
+}
+
+/// Waits until `rbuild logs NAME` has `n` lines containing `what`.
+fn wait_logs(env: &Env, name: &str, what: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = env.ok(&["logs", name]);
+        if logs.matches(what).count() >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "logs of {name}: {logs:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn restart_stops_and_starts_detached() {
+    let Some(env) = Env::new() else { return };
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "r",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ]);
+    wait_logs(&env, "r", "started", 1);
+    let first: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "r"])).unwrap();
+    assert_eq!(env.ok(&["restart", "-t", "30", "r"]).trim(), "r");
+    let st: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "r"])).unwrap();
+    assert_eq!(st[0]["State"]["Status"], "running");
+    assert_ne!(
+        st[0]["State"]["StartedAt"], first[0]["State"]["StartedAt"],
+        "not started again"
+    );
+    wait_logs(&env, "r", "started", 2);
+    // A stopped container is started again too.
+    env.ok(&["stop", "r"]);
+    assert_eq!(env.ok(&["restart", "r"]).trim(), "r");
+    assert!(env.ok(&["ps"]).contains(" r\n"));
+    let out = env.run(&["restart", "nope"]);
+    assert_ne!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such container: nope"));
+    env.ok(&["rm", "-f", "r"]);
+}
+
+#[test]
+fn ps_format_and_filter() {
+    let Some(env) = Env::new() else { return };
+    let a = env.ok(&["create", "--name", "a", "-l", "app=web", "busybox", "true"]);
+    std::thread::sleep(Duration::from_millis(20));
+    env.ok(&["create", "--name", "b", "-l", "app=db", "busybox", "true"]);
+    let out = env.ok(&["ps", "-a", "--format", "{{.Names}}\\t{{.Labels}}"]);
+    assert_eq!(out, "b\tapp=db\na\tapp=web\n");
+    let out = env.ok(&["ps", "-a", "--format", "table {{.ID}}\\t{{.Names}}"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "CONTAINER ID   NAMES");
+    assert_eq!(lines[2], format!("{}   a", &a.trim()[..12]));
+    let out = env.ok(&["ps", "-a", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["Names"], "a");
+    assert_eq!(rows[1]["State"], "created");
+    assert!(
+        rows[1]["CreatedAt"]
+            .as_str()
+            .unwrap()
+            .ends_with("+0000 UTC")
+    );
+    let f = |args: &[&str]| {
+        let mut all = vec!["ps", "--format", "{{.Names}}"];
+        all.extend_from_slice(args);
+        env.ok(&all)
+    };
+    assert_eq!(f(&["-a", "--filter", "label=app=web"]), "a\n");
+    assert_eq!(f(&["-a", "--filter", "label=app"]), "b\na\n");
+    assert_eq!(f(&["-a", "-f", "name=b"]), "b\n");
+    assert_eq!(f(&["--filter", "status=created"]), "b\na\n");
+    assert_eq!(f(&["--filter", "status=running"]), "");
+    assert_eq!(f(&["-a", "-f", "name=a", "-f", "name=b"]), "b\na\n");
+    assert_eq!(
+        env.ok(&["ps", "-aq", "-f", "label=app=db", "--no-trunc"])
+            .trim()
+            .len(),
+        64
+    );
+    let out = env.run(&["ps", "-a", "--format", "{{.Nope}}"]);
+    assert_ne!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Nope"));
+    let out = env.run(&["ps", "-a", "-f", "color=red"]);
+    assert_ne!(code(&out), 0);
+    env.ok(&["rm", "a", "b"]);
+}
+
+#[test]
+fn logs_since_and_until() {
+    let Some(env) = Env::new() else { return };
+    env.ok(&[
+        "run",
+        "--name",
+        "l",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; sleep 1.2; echo two",
+    ]);
+    let ts = env.ok(&["logs", "-t", "l"]);
+    let times: Vec<&str> = ts
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(times.len(), 2, "{ts}");
+    assert_eq!(env.ok(&["logs", "--since", times[1], "l"]), "two\n");
+    assert_eq!(env.ok(&["logs", "--until", times[0], "l"]), "one\n");
+    // Unix seconds and relative durations.
+    let two: chrono::DateTime<chrono::Utc> = times[1].parse().unwrap();
+    let secs = format!("{}.{:09}", two.timestamp(), two.timestamp_subsec_nanos());
+    assert_eq!(env.ok(&["logs", "--since", &secs, "l"]), "two\n");
+    assert_eq!(env.ok(&["logs", "--since", "1h30m", "l"]), "one\ntwo\n");
+    assert_eq!(env.ok(&["logs", "--until", "1h", "l"]), "");
+    let out = env.run(&["logs", "--since", "yesterday", "l"]);
+    assert_ne!(code(&out), 0);
+    assert!(stdout(&out).is_empty());
+    env.ok(&["rm", "l"]);
+}
