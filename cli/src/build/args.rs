@@ -39,6 +39,10 @@ pub struct BuildArgs {
     /// name=oci-layout://PATH[:TAG|@DIGEST])
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// Reproducible output: SOURCE_DATE_EPOCH from the context's last git commit (an
+    /// explicit SOURCE_DATE_EPOCH wins): image and history times, layer file mtimes clamped
+    #[arg(long)]
+    pub reproducible: bool,
     /// Set target platform for build (only this machine's platform is supported)
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,

@@ -10,6 +10,7 @@ mod export;
 mod output;
 pub mod progress;
 pub mod secrets;
+mod reproducible;
 mod stdin;
 pub mod worker;
 
@@ -277,6 +278,13 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         build_args
             .entry("SOURCE_DATE_EPOCH".to_string())
             .or_insert(epoch);
+    }
+    if args.reproducible && !build_args.contains_key("SOURCE_DATE_EPOCH") {
+        let dir = context.as_deref().ok_or_else(|| {
+            miette!("--reproducible needs a context directory in a git checkout (or SOURCE_DATE_EPOCH)")
+        })?;
+        let epoch = reproducible::commit_time(dir).map_err(|e| miette!("{e}"))?;
+        build_args.insert("SOURCE_DATE_EPOCH".to_string(), epoch);
     }
     let epoch = match build_args
         .get("SOURCE_DATE_EPOCH")

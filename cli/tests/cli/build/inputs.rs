@@ -283,3 +283,109 @@ fn context_tar_on_stdin_plain_and_gzip_with_dockerfile_inside() {
     let left = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "{}", tmp.display());
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_AUTHOR_DATE", "2021-03-04T05:06:07Z")
+        .env("GIT_COMMITTER_DATE", "2021-03-04T05:06:07Z")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn reproducible_builds_of_two_clones_in_two_roots_match() {
+    if std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: git not installed");
+        return;
+    }
+    let Some(a) = Root::new() else { return };
+    let Some(b) = Root::new() else { return };
+    let origin = ctx(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY . /app/\nRUN echo built > /app/out && mkdir /app/new\n",
+        ),
+        (".dockerignore", ".git\n"),
+        ("src/main.c", "int main() { return 0; }\n"),
+    ]);
+    git(origin.path(), &["init", "-q"]);
+    git(origin.path(), &["add", "."]);
+    git(origin.path(), &["commit", "-q", "-m", "one"]);
+    let clones = tempfile::tempdir().unwrap();
+    let one = clones.path().join("one");
+    let two = clones.path().join("deeper/two");
+    for dest in [&one, &two] {
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        let out = std::process::Command::new("git")
+            .args(["clone", "-q", s(origin.path()), s(dest)])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The second clone's files are newer.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(two.join("src/main.c"), "int main() { return 0; }\n").unwrap();
+
+    a.build_ok(&["--reproducible", "-t", "repro:1", s(&one)]);
+    b.build_ok(&["--reproducible", "-t", "repro:1", s(&two)]);
+    let id = a.image_id("repro:1");
+    assert!(!id.is_empty());
+    assert_eq!(id, b.image_id("repro:1"), "same image from two clones");
+    let img = a.image("repro:1");
+    assert_eq!(
+        img.config["created"].as_str().unwrap(),
+        "2021-03-04T05:06:07Z"
+    );
+    // Layer file times are clamped to the commit time.
+    let layer = img.layers.last().unwrap();
+    assert!(
+        layer.iter().any(|e| e.path.starts_with("app/")),
+        "{}",
+        img.tree()
+    );
+
+    // An explicit SOURCE_DATE_EPOCH wins over the commit time.
+    let out = a.build_env(
+        &["--reproducible", "-t", "repro:2", s(&one)],
+        &[("SOURCE_DATE_EPOCH", "1000")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        a.image("repro:2").config["created"].as_str().unwrap(),
+        "1970-01-01T00:16:40Z"
+    );
+
+    // Not a git checkout: a clear error.
+    let plain = ctx(&[("Dockerfile", "FROM busybox\n")]);
+    let out = a.build(&["--reproducible", s(plain.path())]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a git checkout"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
