@@ -486,3 +486,67 @@ fn several_sources_are_merged_and_an_unreadable_one_is_a_warning() {
         );
     }
 }
+
+/// Writes `bytes` as a blob of the layout; returns its digest.
+fn put_blob(dir: &Path, bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(bytes));
+    std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+    format!("sha256:{hex}")
+}
+
+#[test]
+fn a_layer_whose_content_is_not_its_diff_id_is_skipped() {
+    let Some(a) = Root::new() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = context(DOCKERFILE);
+    let dest = format!("type=local,dest={}", cache.path().display());
+    build(&a, ctx.path(), &["--cache-to", &dest, "-t", "app:1"]);
+    drop(a);
+
+    // The last RUN's layer keeps its (valid) blob but claims another diff_id: the config,
+    // manifest and index are rewritten consistently around the lie.
+    let dir = cache.path();
+    let mut cfg = cache_config(dir);
+    let record = cfg["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["step"].as_str().unwrap_or("").contains("echo second"))
+        .unwrap()
+        .clone();
+    let snapshot = cfg["snapshots"][record["snapshot"].as_u64().unwrap() as usize].clone();
+    let layer = snapshot["layer"].as_u64().unwrap() as usize;
+    cfg["layers"][layer]["diffID"] = format!("sha256:{}", "ab".repeat(32)).into();
+    let config = serde_json::to_vec(&cfg).unwrap();
+    let config_digest = put_blob(dir, &config);
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let old = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.join("blobs/sha256")
+                .join(old.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    manifest["config"]["digest"] = config_digest.into();
+    manifest["config"]["size"] = config.len().into();
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    index["manifests"][0]["digest"] = put_blob(dir, &manifest).into();
+    index["manifests"][0]["size"] = manifest.len().into();
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+
+    let b = Root::new().unwrap();
+    let from = format!("type=local,src={}", dir.display());
+    let (log, _) = build(&b, ctx.path(), &["--cache-from", &from, "-t", "app:1"]);
+    let ran = runs(&log);
+    assert_eq!(ran.len(), 1, "{log}");
+    assert!(ran[0].contains("echo second"), "{log}");
+    assert!(log.contains("not its diff_id"), "{log}");
+    assert_eq!(b.image("app:1").file("second").as_deref(), Some("second\n"));
+}
