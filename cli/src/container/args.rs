@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, ValueEnum};
-use rbuild_executor::MountSpec;
 use rbuild_executor::cgroup::Limits;
 use rbuild_solver::Image;
 
@@ -49,9 +48,13 @@ pub struct CreateArgs {
     /// Assign a name to the container
     #[arg(long)]
     pub name: Option<String>,
-    /// Bind mount a host path: `HOST:CONTAINER[:ro|rw]`
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    /// Bind mount a host path or mount a volume: `HOST:CTR[:ro]`, `NAME:CTR[:ro,nocopy]`,
+    /// `CTR` (a new anonymous volume)
+    #[arg(short = 'v', long = "volume", value_name = "SRC:CTR[:OPTS]")]
     pub volumes: Vec<String>,
+    /// Attach a mount: `type=bind|volume|tmpfs,source=..,target=..[,readonly][,...]`
+    #[arg(long = "mount", value_name = "FIELDS")]
+    pub mounts: Vec<String>,
     /// Mount a tmpfs: `PATH[:size=BYTES]`
     #[arg(long, value_name = "PATH[:OPTS]")]
     pub tmpfs: Vec<String>,
@@ -175,54 +178,6 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
     out
 }
 
-fn parse_volume(v: &str) -> Result<MountSpec, String> {
-    let parts: Vec<&str> = v.split(':').collect();
-    let (host, ctr, mode) = match parts.as_slice() {
-        [h, c] => (*h, *c, ""),
-        [h, c, m] => (*h, *c, *m),
-        _ => return Err(format!("invalid volume specification: {v:?}")),
-    };
-    if !host.starts_with('/') {
-        return Err(format!(
-            "invalid volume specification: {v:?}: named volumes are not supported yet, use an absolute host path"
-        ));
-    }
-    if !ctr.starts_with('/') {
-        return Err(format!(
-            "invalid volume specification: {v:?}: the container path must be absolute"
-        ));
-    }
-    let readonly = match mode {
-        "" | "rw" => false,
-        "ro" => true,
-        m => return Err(format!("invalid mode {m:?} in volume {v:?}")),
-    };
-    let source = std::fs::canonicalize(host)
-        .map_err(|e| format!("invalid volume {v:?}: bind source path {host}: {e}"))?;
-    Ok(MountSpec::Bind {
-        source,
-        target: ctr.to_string(),
-        readonly,
-    })
-}
-
-fn parse_tmpfs(t: &str) -> Result<MountSpec, String> {
-    let (path, opts) = t.split_once(':').unwrap_or((t, ""));
-    if !path.starts_with('/') {
-        return Err(format!("invalid tmpfs {t:?}: the path must be absolute"));
-    }
-    let mut size_bytes = None;
-    for o in opts.split(',').filter(|o| !o.is_empty()) {
-        if let Some(s) = o.strip_prefix("size=") {
-            size_bytes = Some(parse_bytes(s)?);
-        }
-    }
-    Ok(MountSpec::Tmpfs {
-        target: path.to_string(),
-        size_bytes,
-    })
-}
-
 /// Docker's random names: `adjective_surname`.
 fn random_name(id: &str) -> String {
     const A: [&str; 16] = [
@@ -337,13 +292,10 @@ pub fn make_config(
     for p in &args.publish {
         rbuild_executor::net::parse_publish(p).map_err(|e| e.to_string())?;
     }
-    let mut mounts = Vec::new();
-    for v in &args.volumes {
-        mounts.push(parse_volume(v)?);
-    }
-    for t in &args.tmpfs {
-        mounts.push(parse_tmpfs(t)?);
-    }
+    let requested =
+        super::mounts::requested(&args.volumes, &args.mounts, &args.tmpfs, ic.volumes.keys())?;
+    let mounts = requested.mounts;
+    let volumes = requested.volumes;
     let mut labels: BTreeMap<String, String> = ic.labels.clone().into_iter().collect();
     for l in &args.labels {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -407,6 +359,8 @@ pub fn make_config(
         tty: args.tty,
         interactive: args.interactive,
         init: args.init,
+        volumes,
+        volume_labels: requested.labels,
         snapshot: format!("ctr-{id}"),
     })
 }

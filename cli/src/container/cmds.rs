@@ -112,8 +112,11 @@ pub fn run(root: &Path, cmd: ContainerCommand) -> ExitCode {
         }
         ContainerCommand::Rm {
             force,
+            volumes,
             containers: names,
-        } => each(&containers, &names, |id| rm(root, &containers, id, force)),
+        } => each(&containers, &names, |id| {
+            rm(root, &containers, id, force, volumes)
+        }),
         ContainerCommand::Wait { containers: names } => each(&containers, &names, |id| {
             let c = wait(&containers, id)?;
             println!("{c}");
@@ -532,7 +535,13 @@ fn kill(containers: &Containers, id: &str, sig: i32) -> Result<(), String> {
     signal_container(&st, sig)
 }
 
-fn rm(root: &Path, containers: &Containers, id: &str, force: bool) -> Result<(), String> {
+fn rm(
+    root: &Path,
+    containers: &Containers,
+    id: &str,
+    force: bool,
+    volumes: bool,
+) -> Result<(), String> {
     if containers.state(id).status == Status::Running {
         if !force {
             return Err(format!(
@@ -548,8 +557,12 @@ fn rm(root: &Path, containers: &Containers, id: &str, force: bool) -> Result<(),
         return Ok(());
     }
     let lock = containers.lock(id)?;
+    let used = containers.config(id).map(|c| c.volumes).unwrap_or_default();
     super::runtime::remove_container(root, id)?;
     drop(lock);
+    if volumes {
+        super::volumes::remove_anonymous(root, &used)?;
+    }
     Ok(())
 }
 

@@ -9,8 +9,12 @@
 
 pub mod args;
 mod cmds;
+mod commit;
+mod copy;
+pub mod mounts;
 pub mod runtime;
 pub mod state;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -116,6 +120,9 @@ pub enum ContainerCommand {
         /// Kill and remove a running container
         #[arg(short = 'f', long)]
         force: bool,
+        /// Also remove the container's anonymous volumes
+        #[arg(short = 'v', long)]
+        volumes: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -128,6 +135,20 @@ pub enum ContainerCommand {
     Exec(cmds::ExecArgs),
     /// Processes of a running container
     Top { container: String },
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
+    /// Copy files between a container and the host (`-` is a tar stream)
+    Cp(copy::CpArgs),
+    /// Write a container's filesystem as a tar archive
+    Export {
+        /// Write to a file instead of stdout
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        container: String,
+    },
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
     /// Internal: the monitor of a detached container
     #[command(name = "__container-monitor", hide = true)]
     Monitor { id: String },
@@ -176,6 +197,12 @@ pub fn run(cmd: ContainerCommand, global: &crate::GlobalOpts) -> miette::Result<
             containers,
         } => start_cmd(&root, attach || interactive, interactive, &containers),
         ContainerCommand::Monitor { id } => monitor_cmd(&root, &id),
+        ContainerCommand::Volume(cmd) => volumes::run(&root, cmd),
+        ContainerCommand::Cp(args) => copy::cp(&root, &args),
+        ContainerCommand::Export { output, container } => {
+            copy::export(&root, output.as_deref(), &container)
+        }
+        ContainerCommand::Commit(args) => commit::commit(&root, &args),
         other => cmds::run(&root, other),
     })
 }

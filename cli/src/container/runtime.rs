@@ -83,14 +83,26 @@ pub fn create(root: &Path, args: &CreateArgs, registry: RegistryOptions) -> Resu
         Ok::<_, String>((resolved, top))
     })?;
     let id = new_id();
-    let cfg = make_config(args, &id, &resolved.config, &resolved.manifest_digest)?;
+    let mut cfg = make_config(args, &id, &resolved.config, &resolved.manifest_digest)?;
     let containers = Containers::open(root)?;
     worker
         .snapshotter()
         .prepare(&cfg.snapshot, Some(&top.0))
         .map_err(|e| format!("prepare the container's filesystem: {e}"))?;
-    if let Err(e) = containers.create(&cfg) {
+    // Volumes are made and the container recorded under the volumes' lock, so `volume rm`
+    // sees the container as a user as soon as the volume exists.
+    let vols = super::volumes::Volumes::open(root)?;
+    let _vlock = vols.lock()?;
+    let made = super::volumes::make_for(&vols, &mut cfg);
+    if let Err(e) = made.and_then(|()| containers.create(&cfg)) {
         let _ = worker.snapshotter().remove(&cfg.snapshot);
+        for v in cfg
+            .volumes
+            .iter()
+            .filter(|v| v.anonymous && !v.name.is_empty())
+        {
+            let _ = vols.remove_locked(&v.name);
+        }
         return Err(e);
     }
     Ok(id)
@@ -381,6 +393,7 @@ pub fn run_container(
     })?;
     if cfg.auto_remove {
         remove_container(root, id)?;
+        super::volumes::remove_anonymous(root, &cfg.volumes)?;
     }
     result.map(|(code, _)| code)
 }
@@ -394,7 +407,9 @@ fn run_inner(
     cancel: Arc<AtomicBool>,
 ) -> Result<(i32, bool), String> {
     let rootfs = containers.rootfs(&cfg.id);
-    let mount = RootfsMount::mount(sn, cfg, &rootfs)?;
+    let with_volumes = super::volumes::with_volume_mounts(root, cfg)?;
+    let mount = RootfsMount::mount(sn, &with_volumes, &rootfs)?;
+    super::volumes::populate_all(root, cfg, &rootfs)?;
     let (network, etc, net_guard, ports, ip) = setup_network(root, cfg)?;
     containers.update(&cfg.id, |st| {
         st.ports = ports;
@@ -410,7 +425,7 @@ fn run_inner(
     spec.user = cfg.user.clone();
     spec.hostname = cfg.hostname.clone();
     spec.network = network;
-    spec.mounts = cfg.mounts.clone();
+    spec.mounts = with_volumes.mounts.clone();
     spec.etc = etc;
     spec.limits = cfg.limits.clone();
     spec.no_new_privs = false;

@@ -50,6 +50,12 @@ pub struct Config {
     /// `--init`: rbuild's minimal init is PID 1.
     #[serde(default)]
     pub init: bool,
+    /// Named and anonymous volumes mounted in the container (`volume rm` refuses them).
+    #[serde(default)]
+    pub volumes: Vec<super::volumes::VolumeUse>,
+    /// `--mount volume-label=` of each of `volumes` (used when `create` makes them).
+    #[serde(default, skip_serializing)]
+    pub volume_labels: Vec<BTreeMap<String, String>>,
     /// The container's active snapshot.
     pub snapshot: String,
 }

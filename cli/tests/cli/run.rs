@@ -396,3 +396,5 @@ fn memory_limit_oom_is_137() {
 
 mod tty;
 mod lifecycle;
+mod commit;
+mod volumes;

@@ -273,3 +273,54 @@ fn tty_without_a_terminal_and_detached() {
     assert!(logs.stderr.is_empty());
     env.ok(&["rm", "dt"]);
 }
+
+#[test]
+fn ctrl_c_with_init_interrupts_sleep() {
+    let Some(env) = Env::new() else { return };
+    // `sleep` is the init's child (not PID 1, which ignores SIGINT): Ctrl-C kills it and the
+    // init exits 128+2.
+    let mut t = Term::spawn(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "-it",
+            "--init",
+            "busybox",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 100",
+        ],
+    );
+    t.expect("ready");
+    t.send(&[0x03]);
+    assert_eq!(t.wait(), 130, "{:?}", t.text());
+    assert!(t.cooked(), "the terminal was left in raw mode");
+}
+
+#[test]
+fn start_ai_attaches_a_created_tty_container() {
+    let Some(env) = Env::new() else { return };
+    env.ok(&[
+        "create",
+        "-it",
+        "--name",
+        "s",
+        "busybox",
+        "sh",
+        "-c",
+        "printf 'in? '; read x; echo \"got $x\"; tty",
+    ]);
+    let mut t = Term::spawn(&env, &["start", "-ai", "s"]);
+    t.expect("in? ");
+    t.send(b"xyz\n");
+    let rc = t.wait();
+    let out = t.text();
+    assert_eq!(rc, 0, "{out:?}");
+    assert!(out.contains("got xyz\r\n"), "{out:?}");
+    assert!(out.contains("/dev/pts/0\r\n"), "{out:?}");
+    // The terminal's output is in the log too, as stdout.
+    let logs = env.ok(&["logs", "s"]);
+    assert!(logs.contains("got xyz\r\n"), "{logs:?}");
+    env.ok(&["rm", "s"]);
+}
