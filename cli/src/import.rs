@@ -108,7 +108,7 @@ fn created_time() -> String {
 }
 
 /// Applies `--change` instructions to an empty Docker-style `config` object.
-fn apply_changes(changes: &[String]) -> miette::Result<Value> {
+pub(crate) fn apply_changes(changes: &[String]) -> miette::Result<Value> {
     let mut config = Map::new();
     let mut env: Vec<(String, String)> = Vec::new();
     for change in changes {
@@ -205,6 +205,40 @@ fn apply_changes(changes: &[String]) -> miette::Result<Value> {
             }
             InstructionKind::Healthcheck(Healthcheck::None) => {
                 config.insert("Healthcheck".into(), json!({"Test": ["NONE"]}));
+            }
+            InstructionKind::Healthcheck(Healthcheck::Cmd {
+                test,
+                interval,
+                timeout,
+                start_period,
+                start_interval,
+                retries,
+            }) => {
+                let mut t = vec![if test.shell_form { "CMD-SHELL" } else { "CMD" }.to_string()];
+                if test.shell_form {
+                    t.push(test.args.join(" "));
+                } else {
+                    t.extend(test.args.iter().cloned());
+                }
+                let mut h = Map::new();
+                h.insert("Test".into(), json!(t));
+                for (key, d) in [
+                    ("Interval", interval),
+                    ("Timeout", timeout),
+                    ("StartPeriod", start_period),
+                    ("StartInterval", start_interval),
+                ] {
+                    if let Some(d) = d {
+                        h.insert(
+                            key.into(),
+                            json!(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+                        );
+                    }
+                }
+                if let Some(r) = retries {
+                    h.insert("Retries".into(), json!(r));
+                }
+                config.insert("Healthcheck".into(), Value::Object(h));
             }
             other => {
                 return Err(miette!(

@@ -59,6 +59,9 @@ pub enum MountSpec {
     Tmpfs {
         target: String,
         size_bytes: Option<u64>,
+        /// Permission bits of the tmpfs root (0755 when unset).
+        #[serde(default)]
+        mode: Option<u32>,
     },
 }
 

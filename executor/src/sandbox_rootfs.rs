@@ -142,10 +142,15 @@ pub(crate) fn setup(spec: &InitSpec) -> Result<()> {
                 target,
                 readonly,
             } => binds.push((source.as_path(), target.as_str(), *readonly)),
-            MountSpec::Tmpfs { target, size_bytes } => {
+            MountSpec::Tmpfs {
+                target,
+                size_bytes,
+                mode,
+            } => {
+                let mode = mode.unwrap_or(0o755);
                 let data = match size_bytes {
-                    Some(s) => format!("mode=755,size={s}"),
-                    None => "mode=755".to_string(),
+                    Some(s) => format!("mode={mode:o},size={s}"),
+                    None => format!("mode={mode:o}"),
                 };
                 sys::mount(
                     Some("tmpfs"),

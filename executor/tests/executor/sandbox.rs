@@ -237,6 +237,7 @@ fn mounts_and_etc_files() {
         MountSpec::Tmpfs {
             target: "/scratch".into(),
             size_bytes: Some(1 << 20),
+            mode: None,
         },
     ];
     let st = f.run(&spec);

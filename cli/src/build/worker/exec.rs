@@ -162,6 +162,7 @@ fn run(
             MountKind::Tmpfs { size } => specs.push(MountSpec::Tmpfs {
                 target: m.target.clone(),
                 size_bytes: *size,
+                mode: None,
             }),
             MountKind::Secret { .. } | MountKind::Ssh { .. } => {
                 access_mount(inner, m, &mut held, &mut specs, &mut access_env, progress)?;
