@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use miette::{IntoDiagnostic, miette};
 use rbuild_exporter::archive::{self, ExportImage};
+use rbuild_exporter::digest::Digest;
 use rbuild_exporter::image::{Image, Platform};
 use rbuild_exporter::images::{ImageRecord, Images, Removed, short_id};
 use rbuild_exporter::reference::Reference;
@@ -273,9 +274,44 @@ fn list(images: &Images, args: &ImagesArgs) -> miette::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The images (manifest digests) containers use, each with one such container's ID; Docker
+/// neither prunes them nor removes them without `-f`.
+fn images_in_use(store: &Store) -> BTreeMap<Digest, String> {
+    let mut used = BTreeMap::new();
+    let Ok(containers) = crate::container::state::Containers::open(store.root()) else {
+        return used;
+    };
+    for id in containers.ids() {
+        if let Ok(cfg) = containers.config(&id)
+            && let Ok(d) = cfg.image_digest.parse::<Digest>()
+        {
+            used.entry(d).or_insert(id);
+        }
+    }
+    used
+}
+
 fn rmi(store: &Store, images: &Images, refs: &[String], force: bool) -> miette::Result<ExitCode> {
     let mut failed = false;
+    let in_use = images_in_use(store);
     for r in refs {
+        // As Docker: the last name of an image a container uses goes only with -f.
+        if !force
+            && let Ok(rec) = images.resolve(r)
+            && let Some(ctr) = in_use.get(&rec.config).or_else(|| in_use.get(&rec.target))
+            && images
+                .list()
+                .map(|all| all.iter().filter(|o| o.config == rec.config).count() <= 1)
+                .unwrap_or(true)
+        {
+            eprintln!(
+                "Error: conflict: unable to remove repository reference {r:?} (must force) - container {} is using its referenced image {}",
+                &ctr[..ctr.len().min(12)],
+                short_id(&rec.config)
+            );
+            failed = true;
+            continue;
+        }
         match images.remove(r, force) {
             Ok(events) => {
                 for e in events {
@@ -599,9 +635,26 @@ fn df(store: &Store) -> miette::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Removes the containers that are not running (`docker system prune` does); returns their IDs.
+fn prune_stopped_containers(store: &Store) -> miette::Result<Vec<String>> {
+    use crate::container::state::{Containers, Status};
+    let containers = Containers::open(store.root()).map_err(|e| miette!("{e}"))?;
+    let mut removed = Vec::new();
+    for id in containers.ids() {
+        if containers.state(&id).status == Status::Running {
+            continue;
+        }
+        crate::container::runtime::remove_container(store.root(), &id)
+            .map_err(|e| miette!("removing container {id}: {e}"))?;
+        removed.push(id);
+    }
+    Ok(removed)
+}
+
 fn prune(store: &Store, all: bool, force: bool) -> miette::Result<ExitCode> {
     if !force {
         println!("WARNING! This will remove:");
+        println!("  - all stopped containers");
         if all {
             println!("  - all images");
         } else {
@@ -619,7 +672,16 @@ fn prune(store: &Store, all: bool, force: bool) -> miette::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let report = gc::prune(store, all).map_err(err)?;
+    let removed = prune_stopped_containers(store)?;
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for id in &removed {
+            println!("{id}");
+        }
+        println!();
+    }
+    let in_use = images_in_use(store).into_keys().collect();
+    let report = gc::prune(store, all, &in_use).map_err(err)?;
     if !report.images_removed.is_empty() {
         println!("Deleted Images:");
         let mut deleted = std::collections::BTreeSet::new();

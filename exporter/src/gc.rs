@@ -189,11 +189,11 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage> {
     Ok(du)
 }
 
-/// `system prune [-a]`: removes dangling images (all images with `all`),
-/// then collects. Waits for running writers.
-pub fn prune(store: &Store, all: bool) -> Result<PruneReport> {
+/// `system prune [-a]`: removes dangling images (all images with `all`) but those in
+/// `in_use`, then collects. Waits for running writers.
+pub fn prune(store: &Store, all: bool, in_use: &BTreeSet<Digest>) -> Result<PruneReport> {
     let lock = store.gc_lock()?;
-    let removed = Images::open(store).prune(all)?;
+    let removed = Images::open(store).prune(all, in_use)?;
     let mut report = collect_locked(store, &lock)?;
     report.images_removed = removed;
     Ok(report)

@@ -325,13 +325,21 @@ impl Images {
         })
     }
 
-    /// Removes dangling records (`prune`) or, with `all`, every record;
-    /// returns the removed records.
-    pub fn prune(&self, all: bool) -> Result<Vec<ImageRecord>> {
+    /// Removes dangling records (`prune`) or, with `all`, every record, except the records
+    /// of the images in `in_use` (config or manifest digests: used by containers, as Docker
+    /// keeps them); returns the removed records.
+    pub fn prune(
+        &self,
+        all: bool,
+        in_use: &std::collections::BTreeSet<Digest>,
+    ) -> Result<Vec<ImageRecord>> {
         self.update(|images| {
-            let (gone, keep): (Vec<ImageRecord>, Vec<ImageRecord>) = std::mem::take(images)
-                .into_iter()
-                .partition(|r| all || r.name.is_none());
+            let (gone, keep): (Vec<ImageRecord>, Vec<ImageRecord>) =
+                std::mem::take(images).into_iter().partition(|r| {
+                    (all || r.name.is_none())
+                        && !in_use.contains(&r.config)
+                        && !in_use.contains(&r.target)
+                });
             *images = keep;
             Ok(gone)
         })

@@ -106,6 +106,8 @@ pub struct CreateArgs {
     /// Seconds to wait before killing the container on stop
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u64>,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     /// The image
     pub image: String,
     /// Command and arguments
@@ -296,6 +298,7 @@ pub fn make_config(
         super::mounts::requested(&args.volumes, &args.mounts, &args.tmpfs, ic.volumes.keys())?;
     let mounts = requested.mounts;
     let volumes = requested.volumes;
+    let security = super::security::security_config(&args.security, &mut limits)?;
     let mut labels: BTreeMap<String, String> = ic.labels.clone().into_iter().collect();
     for l in &args.labels {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -358,6 +361,7 @@ pub fn make_config(
         auto_remove: args.rm,
         tty: args.tty,
         interactive: args.interactive,
+        security,
         init: args.init,
         volumes,
         volume_labels: requested.labels,

@@ -13,6 +13,7 @@ mod commit;
 mod copy;
 pub mod mounts;
 pub mod runtime;
+pub mod security;
 pub mod state;
 pub mod volumes;
 

@@ -428,7 +428,9 @@ fn run_inner(
     spec.mounts = with_volumes.mounts.clone();
     spec.etc = etc;
     spec.limits = cfg.limits.clone();
-    spec.no_new_privs = false;
+    spec.no_new_privs = cfg.security.no_new_privs;
+    spec.privileged = cfg.security.privileged;
+    spec.security = cfg.security.security.clone();
     let (tx, rx) = std::sync::mpsc::channel::<u32>();
     let opts = RunOptions {
         cancel: Some(cancel),

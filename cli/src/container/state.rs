@@ -47,6 +47,10 @@ pub struct Config {
     pub auto_remove: bool,
     pub tty: bool,
     pub interactive: bool,
+    /// `--privileged`, `--cap-add/--cap-drop`, `--security-opt`, `--ulimit`, `--shm-size`,
+    /// `--cgroupns`.
+    #[serde(default)]
+    pub security: super::security::SecurityConfig,
     /// `--init`: rbuild's minimal init is PID 1.
     #[serde(default)]
     pub init: bool,

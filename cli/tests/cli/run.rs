@@ -146,7 +146,51 @@ impl Drop for Env {
             let meta = std::fs::read_to_string(e.path().join("meta.json")).unwrap_or_default();
             assert!(!meta.contains("\"ctr-"), "container snapshot left: {meta}");
         }
+        let leaked = leaked_cgroups();
+        assert!(leaked.is_empty(), "cgroups left behind: {leaked:?}");
     }
+}
+
+/// rbuild's cgroups (`.../rbuild/run-<creator pid>-...`, v1 and v2) whose creator has exited:
+/// the creator removes its group before it exits, so any such group leaked. Groups of other
+/// tests' live processes are not counted.
+fn leaked_cgroups() -> Vec<std::path::PathBuf> {
+    fn parents(dir: &Path, depth: u32, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            if e.file_name() == "rbuild" {
+                out.push(p);
+            } else if depth > 0 {
+                parents(&p, depth - 1, out);
+            }
+        }
+    }
+    let mut dirs = Vec::new();
+    parents(Path::new("/sys/fs/cgroup"), 3, &mut dirs);
+    let mut leaked = Vec::new();
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("run-").and_then(|r| r.split('-').next()) else {
+                continue;
+            };
+            // Checked in this order so a group removed just before its creator exited is
+            // not counted.
+            if !Path::new("/proc").join(pid).exists() && e.path().exists() {
+                leaked.push(e.path());
+            }
+        }
+    }
+    leaked
 }
 
 #[test]
@@ -394,6 +438,8 @@ fn memory_limit_oom_is_137() {
     assert_eq!(code(&out), 137, "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+mod bridge;
+mod prune;
 mod tty;
 mod lifecycle;
 mod commit;

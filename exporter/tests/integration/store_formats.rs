@@ -457,7 +457,7 @@ fn rmi_and_gc_free_content_but_keep_pinned() {
     gc::collect(&store).unwrap();
     assert!(store.has_blob(&img.layers[0].digest));
     std::fs::remove_file(dir.path().join("roots/test.json")).unwrap();
-    let report = gc::prune(&store, true).unwrap();
+    let report = gc::prune(&store, true, &Default::default()).unwrap();
     assert!(report.bytes_freed > 0);
     assert!(store.list_blobs().unwrap().is_empty());
     assert!(Snapshots::open(&store).unwrap().list().unwrap().is_empty());

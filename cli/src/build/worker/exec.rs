@@ -139,19 +139,32 @@ fn run(
                 id,
                 sharing,
                 input,
+                source,
                 read_only,
                 uid,
                 gid,
                 mode,
-                ..
             } => {
-                if input.is_some() {
-                    return Err(werr(format!(
-                        "RUN --mount=type=cache,from=... ({}) is not supported yet",
-                        m.target
-                    )));
-                }
-                let (dir, lock) = cache_dir(inner, id, *sharing, *uid, *gid, *mode)?;
+                // `from=` (BuildKit): a cache of its own per id and source, seeded the first
+                // time with the source directory of the stage, image or context.
+                let (id, seed) = match input {
+                    Some(i) => {
+                        let r = snapshot_input(inputs, *i)?;
+                        let view = view_of(inner, r)?;
+                        let src = join_source(view.dir(), source);
+                        if !src.is_dir() {
+                            return Err(werr(format!(
+                                "failed to mount {}: {source} is not a directory in the cache mount's from= source",
+                                m.target
+                            )));
+                        }
+                        (format!("{id}\0from={}\0{source}", r.0), Some((view, src)))
+                    }
+                    None => (id.clone(), None),
+                };
+                let seed_dir = seed.as_ref().map(|(_, src)| src.as_path());
+                let (dir, lock) = cache_dir(inner, &id, *sharing, *uid, *gid, *mode, seed_dir)?;
+                drop(seed);
                 held.locks.extend(lock);
                 specs.push(MountSpec::Bind {
                     source: dir,
@@ -369,6 +382,7 @@ fn cache_dir(
     uid: Option<u32>,
     gid: Option<u32>,
     mode: Option<u32>,
+    seed: Option<&Path>,
 ) -> Result<(PathBuf, Option<FileLock>), WorkerError> {
     use sha2::Digest as _;
     let base = inner.cfg.root.join("cachemounts-v1");
@@ -391,6 +405,22 @@ fn cache_dir(
             std::fs::write(tmp.join("../").join(format!("{}.id", &hex[..32])), id)?;
             Ok(())
         };
+        if let Some(src) = seed {
+            // Owners and modes as in the source (a stage's files keep theirs).
+            let spec = rbuild_executor::fileop::CopySpec {
+                sources: vec![rbuild_executor::fileop::Source::Path("/".into())],
+                dest: "/".into(),
+                source_kind: rbuild_executor::fileop::SourceKind::Rootfs,
+                ..Default::default()
+            };
+            if let Err(e) = rbuild_executor::fileop::copy(&spec, src, &tmp) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(werr(format!(
+                    "seeding a cache mount from {}: {e}",
+                    src.display()
+                )));
+            }
+        }
         set().map_err(|e| werr(format!("cache mount {id}: {e}")))?;
         if std::fs::rename(&tmp, &dir).is_err() {
             // Another build made it meanwhile.

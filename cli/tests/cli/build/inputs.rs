@@ -389,3 +389,42 @@ fn reproducible_builds_of_two_clones_in_two_roots_match() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn cache_mount_from_a_stage_is_seeded_and_persists_and_bind_from_reads_a_subdir() {
+    let Some(root) = Root::new() else { return };
+    let main = ctx(&[(
+        "Dockerfile",
+        "FROM busybox AS seed\n\
+         RUN mkdir -p /data/sub && echo seeded > /data/sub/s.txt\n\
+         FROM busybox\n\
+         RUN --mount=type=cache,target=/c,from=seed,source=/data/sub cat /c/s.txt > /first && echo more > /c/added\n\
+         RUN --mount=type=cache,target=/c,from=seed,source=/data/sub ls /c > /second\n\
+         RUN --mount=type=bind,from=seed,source=/data/sub,target=/b cat /b/s.txt > /bound\n\
+         COPY --from=seed /data/sub /check/\n",
+    )]);
+    root.build_ok(&["-t", "cm:1", s(main.path())]);
+    let img = root.image("cm:1");
+    assert_eq!(img.file("first").as_deref(), Some("seeded\n"));
+    assert_eq!(img.file("second").as_deref(), Some("added\ns.txt\n"));
+    assert_eq!(img.file("bound").as_deref(), Some("seeded\n"));
+    assert_eq!(
+        img.file("check/added"),
+        None,
+        "the stage itself is untouched"
+    );
+    assert!(img.file("check/s.txt").is_some());
+
+    // The source must be a directory of the stage.
+    let bad = ctx(&[(
+        "Dockerfile",
+        "FROM busybox AS seed\nFROM busybox\nRUN --mount=type=cache,target=/c,from=seed,source=/nope true\n",
+    )]);
+    let out = root.build(&[s(bad.path())]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nope"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
