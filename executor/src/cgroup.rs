@@ -36,6 +36,13 @@ pub struct Limits {
     pub cpu_shares: Option<u64>,
     /// Maximum number of tasks (processes and threads).
     pub pids_max: Option<u64>,
+    /// Memory plus swap in bytes (Docker's `--memory-swap`; `-1`: unlimited swap). `None`
+    /// with a memory limit: no swap on top of it where swap can be limited.
+    #[serde(default)]
+    pub memory_swap_bytes: Option<i64>,
+    /// CPUs the run may use (`--cpuset-cpus`, e.g. `0-1,3`).
+    #[serde(default)]
+    pub cpuset_cpus: Option<String>,
 }
 
 /// Which cgroup version the host runs.
@@ -82,6 +89,55 @@ fn mkdir(path: &Path) -> Result<()> {
 fn shares_to_weight(shares: u64) -> u64 {
     let shares = shares.clamp(2, 262_144);
     1 + ((shares - 2) * 9999) / 262_142
+}
+
+/// The v2 `memory.swap.max` for a memory limit and Docker's memory+swap total, as runc
+/// converts it: `-1` is `max`, otherwise the swap part (total minus memory).
+fn v2_swap_max(memory: Option<u64>, memory_swap: Option<i64>) -> Result<Option<String>> {
+    let bad = |why: &str| Error::InvalidSpec(why.to_string());
+    match (memory, memory_swap) {
+        (Some(_), None) => Ok(Some("0".into())),
+        (None, None) => Ok(None),
+        (_, Some(-1)) => Ok(Some("max".into())),
+        (None, Some(_)) => Err(bad("unable to set swap limit without memory limit")),
+        (Some(m), Some(sw)) => {
+            let sw = u64::try_from(sw).map_err(|_| bad("invalid memory+swap limit"))?;
+            if sw < m {
+                return Err(bad("memory+swap limit should be >= memory limit"));
+            }
+            Ok(Some((sw - m).to_string()))
+        }
+    }
+}
+
+/// The v1 `memory.memsw.limit_in_bytes` (memory + swap): the total, `-1` unlimited, or
+/// the memory limit itself (no swap) when only memory is limited.
+fn v1_memsw(memory: Option<u64>, memory_swap: Option<i64>) -> Option<String> {
+    match (memory, memory_swap) {
+        (_, Some(sw)) => Some(sw.to_string()),
+        (Some(m), None) => Some(m.to_string()),
+        (None, None) => None,
+    }
+}
+
+/// Copies `cpuset.cpus` and `cpuset.mems` from the parent into a new v1 cpuset group (they
+/// start empty, and a group without them cannot take tasks).
+fn v1_cpuset_inherit(dir: &Path) -> Result<()> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let mine = fs::read_to_string(dir.join(f)).unwrap_or_default();
+        if mine.trim().is_empty() {
+            let from = parent.join(f);
+            let v = fs::read_to_string(&from).map_err(|source| Error::Cgroup {
+                path: from.clone(),
+                source,
+            })?;
+            write(&dir.join(f), v.trim())?;
+        }
+    }
+    Ok(())
 }
 
 /// The v1 hierarchies' mount points, by controller, from `/proc/self/mountinfo`.
@@ -138,7 +194,11 @@ impl Cgroup {
         let parent = root.join(PARENT);
         mkdir(&parent)?;
         let available = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-        let wanted: Vec<String> = ["memory", "pids", "cpu"]
+        let mut controllers = vec!["memory", "pids", "cpu"];
+        if limits.cpuset_cpus.is_some() {
+            controllers.push("cpuset");
+        }
+        let wanted: Vec<String> = controllers
             .iter()
             .filter(|c| available.split_whitespace().any(|a| a == **c))
             .map(|c| format!("+{c}"))
@@ -159,10 +219,16 @@ impl Cgroup {
         };
         if let Some(m) = limits.memory_bytes {
             write(&dir.join("memory.max"), &m.to_string())?;
+        }
+        if let Some(v) = v2_swap_max(limits.memory_bytes, limits.memory_swap_bytes)? {
             let swap = dir.join("memory.swap.max");
+            // Without swap accounting there is no file, and no swap to limit.
             if swap.exists() {
-                write(&swap, "0")?;
+                write(&swap, &v)?;
             }
+        }
+        if let Some(c) = &limits.cpuset_cpus {
+            write(&dir.join("cpuset.cpus"), c)?;
         }
         if limits.cpu_quota_us.is_some() || limits.cpu_period_us.is_some() {
             let period = limits.cpu_period_us.unwrap_or(100_000);
@@ -187,7 +253,11 @@ impl Cgroup {
             dirs: Vec::new(),
             removed: false,
         };
-        for controller in V1_CONTROLLERS {
+        let mut controllers = V1_CONTROLLERS.to_vec();
+        if limits.cpuset_cpus.is_some() {
+            controllers.push("cpuset");
+        }
+        for controller in controllers {
             let Some((mp, _)) = mounts
                 .iter()
                 .find(|(_, opts)| opts.iter().any(|o| o == controller))
@@ -201,13 +271,22 @@ impl Cgroup {
             }
             mkdir(&dir)?;
             cg.dirs.push(dir.clone());
+            if controller == "cpuset" {
+                if let Some(p) = dir.parent() {
+                    v1_cpuset_inherit(p)?;
+                }
+                v1_cpuset_inherit(&dir)?;
+            }
             match controller {
                 "memory" => {
                     if let Some(m) = limits.memory_bytes {
                         write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
+                    }
+                    if let Some(v) = v1_memsw(limits.memory_bytes, limits.memory_swap_bytes) {
+                        // Only with swap accounting (`swapaccount=1`).
                         let memsw = dir.join("memory.memsw.limit_in_bytes");
                         if memsw.exists() {
-                            write(&memsw, &m.to_string())?;
+                            write(&memsw, &v)?;
                         }
                     }
                 }
@@ -225,6 +304,11 @@ impl Cgroup {
                     }
                     if let Some(s) = limits.cpu_shares {
                         write(&dir.join("cpu.shares"), &s.to_string())?;
+                    }
+                }
+                "cpuset" => {
+                    if let Some(c) = &limits.cpuset_cpus {
+                        write(&dir.join("cpuset.cpus"), c)?;
                     }
                 }
                 _ => {}
@@ -363,5 +447,28 @@ mod tests {
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(shares_to_weight(262_144), 10_000);
+    }
+
+    #[test]
+    fn swap_values_match_runc() {
+        let m = 64 << 20;
+        assert_eq!(
+            v2_swap_max(Some(m), None).ok().flatten().as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            v2_swap_max(Some(m), Some(-1)).ok().flatten().as_deref(),
+            Some("max")
+        );
+        assert_eq!(
+            v2_swap_max(Some(m), Some(3 * m as i64)).ok().flatten(),
+            Some((2 * m).to_string())
+        );
+        assert!(v2_swap_max(Some(m), Some(m as i64 - 1)).is_err());
+        assert!(v2_swap_max(None, Some(m as i64)).is_err());
+        assert_eq!(v2_swap_max(None, None).ok().flatten(), None);
+        assert_eq!(v1_memsw(Some(m), None), Some(m.to_string()));
+        assert_eq!(v1_memsw(Some(m), Some(-1)).as_deref(), Some("-1"));
+        assert_eq!(v1_memsw(None, None), None);
     }
 }

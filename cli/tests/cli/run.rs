@@ -444,3 +444,4 @@ mod tty;
 mod lifecycle;
 mod commit;
 mod volumes;
+mod security;
