@@ -736,7 +736,7 @@ pub fn inspect_value(containers: &Containers, id: &str) -> Result<Value, String>
             "PortBindings": cfg.publish,
             "PublishAllPorts": cfg.publish_all,
         },
-        "Mounts": cfg.mounts,
+        "Mounts": super::volumes::inspect_mounts(containers, &cfg),
         "Config": {
             "Hostname": cfg.hostname,
             "User": cfg.user,

@@ -2,7 +2,7 @@
 //!
 //! A running container is read and written through `/proc/PID/root` (its own mount
 //! namespace: volumes, binds and tmpfs mounts included); a stopped one's snapshot is mounted
-//! for the duration under the container's lock (so it cannot start meanwhile), and its bind
+//! for the duration (under `mnt-v1/`) and the container's lock (so it cannot start meanwhile), and its bind
 //! mounts and volumes are reached through their host directories (tmpfs mounts are gone
 //! with the container). `export` writes the container's root filesystem only (as docker's),
 //! as one sorted tar by the exporter's tar writer. Paths are resolved inside the root
@@ -110,9 +110,13 @@ impl Access {
         let (dir, mount_point) = match mounts {
             Mounts::Bind { source, .. } => (source, None),
             overlay => {
-                let p = containers
-                    .path(id)
-                    .join(format!("cp-{}", std::process::id()));
+                // Under the build worker's `mnt-v1/`, named `<pid>-...`: the next build or
+                // run cleans it up if this process dies with it mounted.
+                let p = root.join("mnt-v1").join(format!(
+                    "{}-cp-{}",
+                    std::process::id(),
+                    &id[..12.min(id.len())]
+                ));
                 std::fs::create_dir_all(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
                 if let Err(e) = sn.mount(&overlay, &p) {
                     let _ = std::fs::remove_dir(&p);

@@ -505,6 +505,34 @@ pub fn populate_all(root: &Path, cfg: &super::state::Config, rootfs: &Path) -> R
     Ok(())
 }
 
+/// Docker's `Mounts` of a container's inspect: its bind mounts and volumes.
+pub fn inspect_mounts(containers: &Containers, cfg: &super::state::Config) -> serde_json::Value {
+    let root = containers.dir.parent().unwrap_or(Path::new("/"));
+    let data_dir = root.join(VOLUMES_DIR);
+    let mut out = Vec::new();
+    for m in &cfg.mounts {
+        if let rbuild_executor::MountSpec::Bind {
+            source,
+            target,
+            readonly,
+        } = m
+        {
+            out.push(json!({
+                "Type": "bind", "Source": source, "Destination": target,
+                "Mode": "", "RW": !readonly, "Propagation": "rprivate",
+            }));
+        }
+    }
+    for v in &cfg.volumes {
+        out.push(json!({
+            "Type": "volume", "Name": v.name,
+            "Source": data_dir.join(&v.name).join("_data"), "Destination": v.target,
+            "Driver": "local", "Mode": "z", "RW": !v.readonly, "Propagation": "",
+        }));
+    }
+    serde_json::Value::Array(out)
+}
+
 /// Removes the anonymous volumes of a removed container (`rm -v`, `--rm`) that no other
 /// container uses.
 pub fn remove_anonymous(root: &Path, used: &[VolumeUse]) -> Result<(), String> {

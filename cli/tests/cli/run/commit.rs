@@ -142,6 +142,35 @@ fn export_holds_what_the_container_wrote_and_not_what_it_deleted() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(out.stdout, std::fs::read(&file).unwrap());
     env.ok(&["rm", "ex"]);
+    // a running container: its mounted root filesystem, without its volumes
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "--network",
+        "none",
+        "-v",
+        "/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "echo live > /live.txt && echo v > /vol/in-volume && sleep 300",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while code(&env.run(&["exec", "live", "test", "-f", "/vol/in-volume"])) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "container never got ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = env.cmd(&["export", "live"]).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let names = tar_names(&out.stdout);
+    assert!(names.contains(&"live.txt".to_string()), "{names:?}");
+    assert!(!names.contains(&"vol/in-volume".to_string()), "{names:?}");
+    env.ok(&["rm", "-f", "-v", "live"]);
 }
 
 #[test]

@@ -216,6 +216,37 @@ fn mount_flag_bind_volume_and_tmpfs() {
     assert!(!host.path().join("no").exists());
     let out = env.ok(&["volume", "ls", "-q", "--filter", "label=k=v"]);
     assert_eq!(out.trim(), "mvol");
+    // cp into a stopped container's volume lands in the volume; inspect lists the mounts
+    env.ok(&[
+        "create",
+        "--name",
+        "holder",
+        "--network",
+        "none",
+        "--mount",
+        "src=mvol,dst=/m",
+        "--mount",
+        &bind,
+        "busybox",
+        "true",
+    ]);
+    env.ok(&[
+        "cp",
+        host.path().join("in").to_str().unwrap(),
+        "holder:/m/copied",
+    ]);
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "holder"])).unwrap();
+    let mounts = inspect[0]["Mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 2, "{mounts:?}");
+    assert_eq!(mounts[0]["Type"], "bind");
+    assert_eq!(mounts[0]["RW"], false);
+    assert_eq!(mounts[1]["Name"], "mvol");
+    let data = mounts[1]["Source"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(data).join("copied")).unwrap(),
+        "host-file\n"
+    );
+    env.ok(&["rm", "holder"]);
     let out = env.ok(&[
         "run",
         "--rm",
