@@ -53,10 +53,13 @@ pub enum CacheTo {
         dest: PathBuf,
         tag: String,
         mode: CacheMode,
+        /// `ignore-error=true`: a failed export is a warning.
+        ignore_error: bool,
     },
     Registry {
         reference: String,
         mode: CacheMode,
+        ignore_error: bool,
     },
     Inline,
 }
@@ -101,7 +104,6 @@ const IGNORED: &[&str] = &[
     "force-compression",
     "oci-mediatypes",
     "image-manifest",
-    "ignore-error",
 ];
 
 /// Parses `--cache-to`.
@@ -109,9 +111,11 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheTo, String> {
     let fields = fields(spec)?;
     let mut kind = None;
     let (mut dest, mut reference, mut tag, mut mode) = (None, None, None, CacheMode::Min);
+    let mut ignore_error = false;
     for (k, v) in fields {
         match k.as_str() {
             "type" => kind = Some(v),
+            "ignore-error" => ignore_error = v == "true",
             "dest" => dest = Some(v),
             "ref" => reference = Some(v),
             "tag" => tag = Some(v),
@@ -129,10 +133,12 @@ pub fn parse_cache_to(spec: &str) -> Result<CacheTo, String> {
             dest: PathBuf::from(dest.ok_or("--cache-to type=local needs dest=DIR")?),
             tag: valid_tag(tag)?,
             mode,
+            ignore_error,
         }),
         Some("registry") => Ok(CacheTo::Registry {
             reference: reference.ok_or("--cache-to type=registry needs ref=REF")?,
             mode,
+            ignore_error,
         }),
         Some("inline") => Ok(CacheTo::Inline),
         Some(other) => Err(format!(
@@ -372,6 +378,10 @@ fn put_layout_blob(dir: &Path, store: &Store, digest: &Digest) -> Result<(), Str
 pub fn write_local(store: &Store, cfg: &CacheConfig, dir: &Path, tag: &str) -> Result<(), String> {
     let (manifest, config) = manifest_of(cfg)?;
     let _lease = store.lease().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Two builds exporting into one directory take turns on its index.
+    let _lock = FileLock::exclusive(dir.join(".rbuild-cache.lock"))
+        .map_err(|e| format!("locking {}: {e}", dir.display()))?;
     for l in &cfg.layers {
         put_layout_blob(dir, store, &parse_digest(&l.digest)?)?;
     }
@@ -933,14 +943,16 @@ mod tests {
             CacheTo::Local {
                 dest: "/c".into(),
                 tag: "latest".into(),
-                mode: CacheMode::Max
+                mode: CacheMode::Max,
+                ignore_error: false,
             }
         );
         assert_eq!(
-            parse_cache_to("type=registry,ref=localhost:5000/app:cache").unwrap(),
+            parse_cache_to("type=registry,ref=localhost:5000/app:cache,ignore-error=true").unwrap(),
             CacheTo::Registry {
                 reference: "localhost:5000/app:cache".into(),
-                mode: CacheMode::Min
+                mode: CacheMode::Min,
+                ignore_error: true,
             }
         );
         assert_eq!(parse_cache_to("type=inline").unwrap(), CacheTo::Inline);

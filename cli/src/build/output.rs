@@ -44,59 +44,81 @@ impl Ctx<'_> {
 }
 
 /// `--cache-to type=local|registry`: the cache of this build, exported after the image.
+/// A failure fails the build unless the target says `ignore-error=true` (then a warning).
 pub fn export_cache(
     ctx: &Ctx<'_>,
     solved: &SolveResult,
     targets: &[cache_io::CacheTo],
 ) -> Result<(), String> {
-    let r = ctx.renderer;
     for t in targets {
-        let (mode, what) = match t {
+        let ignore = match t {
             cache_io::CacheTo::Inline => continue,
-            cache_io::CacheTo::Local { dest, mode, .. } => (*mode, dest.display().to_string()),
-            cache_io::CacheTo::Registry { reference, mode } => (*mode, reference.clone()),
+            cache_io::CacheTo::Local { ignore_error, .. }
+            | cache_io::CacheTo::Registry { ignore_error, .. } => *ignore_error,
         };
-        let n = r.begin("exporting cache");
-        let cfg = cache_io::collect(
-            ctx.worker,
-            &solved.records,
-            solved.result.as_ref(),
-            mode,
-            &ctx.export_options(),
-        )?;
-        ctx.rt
-            .block_on(cache_io::fetch_missing(ctx.worker, &cfg))
-            .map_err(|e| format!("exporting cache to {what}: {e}"))?;
-        r.status(
-            n,
-            &format!(
-                "preparing build cache for export ({} records, {} layers) done",
-                cfg.records.len(),
-                cfg.layers.len()
-            ),
-        );
-        match t {
-            cache_io::CacheTo::Local { dest, tag, .. } => {
-                cache_io::write_local(ctx.worker.store(), &cfg, dest, tag)
-                    .map_err(|e| format!("exporting cache to {what}: {e}"))?;
-            }
-            cache_io::CacheTo::Registry { reference, .. } => {
-                let d = ctx
-                    .rt
-                    .block_on(cache_io::write_registry(
-                        ctx.worker.store(),
-                        &cfg,
-                        reference,
-                        ctx.registry,
-                    ))
-                    .map_err(|e| format!("exporting cache to {what}: {e}"))?;
-                r.status(n, &format!("writing cache manifest {d} done"));
-            }
-            cache_io::CacheTo::Inline => {}
+        match export_cache_to(ctx, solved, t) {
+            Err(e) if ignore => ctx
+                .renderer
+                .println(&format!("warning: {e} (ignored: ignore-error=true)")),
+            other => other?,
         }
-        r.status(n, &format!("exporting cache to {what} done"));
-        r.done(n);
     }
+    Ok(())
+}
+
+fn export_cache_to(
+    ctx: &Ctx<'_>,
+    solved: &SolveResult,
+    t: &cache_io::CacheTo,
+) -> Result<(), String> {
+    let r = ctx.renderer;
+    let (mode, what) = match t {
+        cache_io::CacheTo::Inline => return Ok(()),
+        cache_io::CacheTo::Local { dest, mode, .. } => (*mode, dest.display().to_string()),
+        cache_io::CacheTo::Registry {
+            reference, mode, ..
+        } => (*mode, reference.clone()),
+    };
+    let n = r.begin("exporting cache");
+    let cfg = cache_io::collect(
+        ctx.worker,
+        &solved.records,
+        solved.result.as_ref(),
+        mode,
+        &ctx.export_options(),
+    )?;
+    ctx.rt
+        .block_on(cache_io::fetch_missing(ctx.worker, &cfg))
+        .map_err(|e| format!("exporting cache to {what}: {e}"))?;
+    r.status(
+        n,
+        &format!(
+            "preparing build cache for export ({} records, {} layers) done",
+            cfg.records.len(),
+            cfg.layers.len()
+        ),
+    );
+    match t {
+        cache_io::CacheTo::Local { dest, tag, .. } => {
+            cache_io::write_local(ctx.worker.store(), &cfg, dest, tag)
+                .map_err(|e| format!("exporting cache to {what}: {e}"))?;
+        }
+        cache_io::CacheTo::Registry { reference, .. } => {
+            let d = ctx
+                .rt
+                .block_on(cache_io::write_registry(
+                    ctx.worker.store(),
+                    &cfg,
+                    reference,
+                    ctx.registry,
+                ))
+                .map_err(|e| format!("exporting cache to {what}: {e}"))?;
+            r.status(n, &format!("writing cache manifest {d} done"));
+        }
+        cache_io::CacheTo::Inline => {}
+    }
+    r.status(n, &format!("exporting cache to {what} done"));
+    r.done(n);
     Ok(())
 }
 

@@ -550,3 +550,22 @@ fn a_layer_whose_content_is_not_its_diff_id_is_skipped() {
     assert!(log.contains("not its diff_id"), "{log}");
     assert_eq!(b.image("app:1").file("second").as_deref(), Some("second\n"));
 }
+
+#[test]
+fn a_failed_cache_export_fails_the_build_unless_ignore_error() {
+    let Some(root) = Root::new() else { return };
+    let ctx = context(DOCKERFILE);
+    // Nothing listens on port 1 of loopback.
+    let to = "type=registry,ref=127.0.0.1:1/app:cache";
+    let out = root.build(&["--cache-to", to, ctx.path().to_str().unwrap()]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("exporting cache to 127.0.0.1:1/app:cache"),
+        "{log}"
+    );
+
+    let ignored = format!("{to},ignore-error=true");
+    let (log, _) = build(&root, ctx.path(), &["--cache-to", &ignored]);
+    assert!(log.contains("(ignored: ignore-error=true)"), "{log}");
+}
