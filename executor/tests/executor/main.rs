@@ -10,3 +10,4 @@ mod net;
 mod sandbox;
 mod security;
 mod snapshot;
+mod tty;
