@@ -10,6 +10,7 @@ mod export;
 mod output;
 pub mod progress;
 pub mod secrets;
+mod ssh_keys;
 mod reproducible;
 mod stdin;
 pub mod worker;

@@ -45,6 +45,8 @@ pub struct Access {
     secrets: BTreeMap<String, Secret>,
     /// ssh id → the host's agent socket.
     ssh: BTreeMap<String, PathBuf>,
+    /// Agents started for `--ssh ID=KEYFILE` (killed when the last clone is dropped).
+    agents: Vec<Arc<super::ssh_keys::KeyAgent>>,
     /// `--allow security.insecure`.
     pub allow_insecure: bool,
 }
@@ -64,9 +66,17 @@ impl Access {
             access.secrets.insert(id, secret);
         }
         for spec in ssh {
-            for (id, path) in parse_ssh(spec, getenv)? {
-                access.ssh.insert(id, path);
-            }
+            let (id, paths) = parse_ssh(spec, getenv)?;
+            let socket = match paths.as_slice() {
+                [one] if is_socket(one) => one.clone(),
+                keys => {
+                    let agent = Arc::new(super::ssh_keys::KeyAgent::start(&id, keys)?);
+                    let socket = agent.socket().to_path_buf();
+                    access.agents.push(agent);
+                    socket
+                }
+            };
+            access.ssh.insert(id, socket);
         }
         for value in allow.iter().flat_map(|a| a.split(',')) {
             match value.trim() {
@@ -164,11 +174,16 @@ fn read_secret_file(id: &str, path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("secret {id}: reading {}: {e}", path.display()))
 }
 
-/// `default`, `default=$SSH_AUTH_SOCK`, `id=PATH`: agent sockets by id.
+fn is_socket(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket())
+}
+
+/// `default`, `default=$SSH_AUTH_SOCK`, `id=SOCKET`, `id=KEYFILE[,KEYFILE]`: the id and
+/// its paths (one agent socket, or private key files).
 fn parse_ssh(
     spec: &str,
     getenv: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<(String, PathBuf)>, String> {
+) -> Result<(String, Vec<PathBuf>), String> {
     let (id, paths) = match spec.split_once('=') {
         Some((id, paths)) => (id, paths),
         None => (spec, ""),
@@ -184,22 +199,29 @@ fn parse_ssh(
                     "invalid empty ssh agent socket for --ssh {id}: make sure SSH_AUTH_SOCK is set"
                 )
             })?
-    } else if paths.contains(',') {
-        return Err(format!(
-            "--ssh {spec:?}: several sockets or key files per id are not supported; pass one agent socket"
-        ));
     } else {
         paths.to_string()
     };
-    let path = PathBuf::from(path);
-    match std::fs::metadata(&path) {
-        Ok(m) if m.file_type().is_socket() => Ok(vec![(id.to_string(), path)]),
-        Ok(_) => Err(format!(
-            "--ssh {id}={}: not a socket (key files are not supported yet; pass an ssh-agent socket)",
-            path.display()
-        )),
-        Err(e) => Err(format!("--ssh {id}={}: {e}", path.display())),
+    let mut out = Vec::new();
+    for p in path.split(',').filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.file_type().is_socket() || m.is_file() => out.push(p),
+            Ok(_) => {
+                return Err(format!(
+                    "--ssh {id}={}: neither an agent socket nor a key file",
+                    p.display()
+                ));
+            }
+            Err(e) => return Err(format!("--ssh {id}={}: {e}", p.display())),
+        }
     }
+    if out.len() > 1 && out.iter().any(|p| is_socket(p)) {
+        return Err(format!(
+            "--ssh {spec:?}: pass one agent socket, or key files only"
+        ));
+    }
+    Ok((id.to_string(), out))
 }
 
 /// Files a step gets from [`Access`]: secret files and agent proxy sockets on a private
@@ -421,7 +443,7 @@ mod tests {
         std::fs::write(&file, "k").unwrap();
         let e = Access::from_flags(&[], &[format!("k={}", file.display())], &[], &|_| None)
             .unwrap_err();
-        assert!(e.contains("not a socket"), "{e}");
+        assert!(e.contains("--ssh k"), "{e}");
         let e = Access::from_flags(&[], &[], &["nope".into()], &|_| None).unwrap_err();
         assert!(e.contains("security.insecure"), "{e}");
     }

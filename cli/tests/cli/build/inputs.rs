@@ -428,3 +428,121 @@ fn cache_mount_from_a_stage_is_seeded_and_persists_and_bind_from_reads_a_subdir(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn find_sockets(dir: &Path, depth: usize, out: &mut Vec<std::path::PathBuf>) {
+    use std::os::unix::fs::FileTypeExt as _;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(t) = e.file_type() else { continue };
+        if t.is_socket() {
+            out.push(e.path());
+        } else if t.is_dir() && depth > 0 {
+            find_sockets(&e.path(), depth - 1, out);
+        }
+    }
+}
+
+#[test]
+fn ssh_key_file_is_served_to_the_step_by_an_agent_that_goes_away() {
+    let have = |t: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !(have("ssh-keygen") && have("ssh-agent") && have("ssh-add")) {
+        println!("skipped: openssh-client not installed");
+        return;
+    }
+    let Some(root) = Root::new() else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id_ed25519");
+    let out = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "rbuild-inputs-key",
+            "-f",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let main = ctx(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /sock && sleep 5\n",
+    )]);
+    // The agent's directory goes to this TMPDIR: empty again after the build.
+    let tmp = tempfile::tempdir().unwrap();
+    let flag = format!("default={}", s(&key));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .args([
+            "build",
+            "--progress=plain",
+            "-t",
+            "ssh:1",
+            "--ssh",
+            &flag,
+            s(main.path()),
+        ])
+        .env("RBUILD_ROOT", root.path())
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While the step sleeps, its proxy socket (under mnt-v1/) answers for the key.
+    let mut listed = String::new();
+    for _ in 0..300 {
+        let mut socks = Vec::new();
+        find_sockets(&root.path().join("mnt-v1"), 3, &mut socks);
+        for sock in socks {
+            let out = std::process::Command::new("ssh-add")
+                .arg("-l")
+                .env("SSH_AUTH_SOCK", &sock)
+                .output()
+                .unwrap();
+            listed.push_str(&String::from_utf8_lossy(&out.stdout));
+        }
+        if listed.contains("rbuild-inputs-key") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        listed.contains("rbuild-inputs-key"),
+        "the step's agent lists the key: {listed:?}"
+    );
+    assert_eq!(
+        root.image("ssh:1").file("sock").as_deref(),
+        Some("/run/buildkit/ssh_agent.0\n")
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "agent cleaned up"
+    );
+
+    // A file that is not a key: a clear error.
+    let bad = keys.path().join("bad");
+    std::fs::write(&bad, "not a key").unwrap();
+    let out = root.build(&["--ssh", &format!("default={}", s(&bad)), s(main.path())]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("could not load"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
