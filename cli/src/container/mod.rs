@@ -370,13 +370,17 @@ fn start_detached(root: &Path, id: &str) -> Result<(), String> {
         .process_group(0)
         .spawn()
         .map_err(|e| format!("start the container monitor: {e}"))?;
+    let monitor = child.id() as i32;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         if !containers.path(id).exists() {
             break; // exited already and removed (--rm)
         }
+        // The state of this start, not the one an earlier run left (`Exited`): the monitor
+        // records its own PID first.
+        let ours = |st: &state::State| st.monitor_pid == Some(monitor);
         let st = containers.state(id);
-        if st.pid.is_some() || st.status == Status::Exited {
+        if ours(&st) && (st.pid.is_some() || st.status == Status::Exited) {
             if let Some(e) = st.error {
                 return Err(e);
             }
@@ -384,7 +388,7 @@ fn start_detached(root: &Path, id: &str) -> Result<(), String> {
         }
         if let Ok(Some(status)) = child.try_wait() {
             let st = containers.state(id);
-            if st.status == Status::Exited || st.pid.is_some() {
+            if ours(&st) && (st.status == Status::Exited || st.pid.is_some()) {
                 if let Some(e) = st.error {
                     return Err(e);
                 }
