@@ -199,6 +199,20 @@ fn copy_path(
     let dest_abs =
         fileop::resolve_in_root(dest_root, dest, true).map_err(|e| format!("{dest}: {e}"))?;
     let dest_meta = std::fs::metadata(&dest_abs).ok();
+    if meta.file_type().is_symlink() {
+        // Without -L the link itself is copied (as docker does).
+        let link = std::fs::read_link(&src_abs).map_err(|e| format!("readlink {src}: {e}"))?;
+        let path = match &dest_meta {
+            Some(d) if d.is_dir() => dest_abs.join(base_name(src)),
+            _ => dest_abs,
+        };
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+            std::fs::remove_file(&path).map_err(|e| format!("replace {dest}: {e}"))?;
+        }
+        std::os::unix::fs::symlink(&link, &path)
+            .map_err(|e| format!("copy {src} to {dest}: {e}"))?;
+        return Ok(());
+    }
     let target = if meta.is_dir() {
         match &dest_meta {
             Some(d) if !d.is_dir() => {
@@ -425,5 +439,15 @@ mod tests {
         // a file into a missing directory path is refused
         assert!(copy_path(src.path(), "/d/sub/f", dst.path(), "/nope/", false, false).is_err());
         assert!(copy_path(src.path(), "/missing", dst.path(), "/", false, false).is_err());
+        // a symlink is copied as a link; -L copies what it points to
+        std::os::unix::fs::symlink("/d/sub/f", src.path().join("link")).unwrap();
+        copy_path(src.path(), "/link", dst.path(), "/", false, false).unwrap();
+        let l = std::fs::read_link(dst.path().join("link")).unwrap();
+        assert_eq!(l, Path::new("/d/sub/f"));
+        copy_path(src.path(), "/link", dst.path(), "/followed", false, true).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dst.path().join("followed")).unwrap(),
+            "x"
+        );
     }
 }

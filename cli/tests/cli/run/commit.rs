@@ -141,6 +141,20 @@ fn export_holds_what_the_container_wrote_and_not_what_it_deleted() {
     let out = env.cmd(&["export", "ex"]).output().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(out.stdout, std::fs::read(&file).unwrap());
+    // never to a terminal
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let out = env
+        .cmd(&["export", "ex"])
+        .stdout(Stdio::from(pty.slave))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("cowardly refusing"),
+        "{}",
+        stderr(&out)
+    );
     env.ok(&["rm", "ex"]);
     // a running container: its mounted root filesystem, without its volumes
     env.ok(&[
