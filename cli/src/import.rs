@@ -242,7 +242,7 @@ pub(crate) fn apply_changes(changes: &[String]) -> miette::Result<Value> {
             }
             other => {
                 return Err(miette!(
-                    "{} is not supported by --change (use CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME or WORKDIR)",
+                    "{} is not supported by --change (use CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME or WORKDIR)",
                     other.name()
                 ));
             }
