@@ -28,7 +28,7 @@ use std::sync::Arc;
 use rbuild_exporter::images::Images;
 use rbuild_exporter::lock::FileLock;
 use rbuild_exporter::reference::Reference;
-use rbuild_exporter::registry::{RawManifest, Registry, RegistryOptions, Repository};
+use rbuild_exporter::registry::{RawManifest, Registry, RegistryOptions, Repository, sources};
 use rbuild_exporter::unpack::{UnpackMode, unpack_layer_with};
 use rbuild_exporter::{Digest, Store, media};
 use rbuild_solver::cache::{CacheKey, KeyRecord};
@@ -417,7 +417,48 @@ pub fn write_local(store: &Store, cfg: &CacheConfig, dir: &Path, tag: &str) -> R
         "manifests": manifests,
     });
     let bytes = serde_json::to_vec_pretty(&index).map_err(|e| e.to_string())?;
-    write_atomic(&index_path, &bytes)
+    write_atomic(&index_path, &bytes)?;
+    remove_unreferenced(dir, &manifests);
+    Ok(())
+}
+
+/// Removes the layout's blobs no index entry needs any more (a cache directory reused
+/// run after run does not grow without end). Called under the layout's lock; best effort.
+fn remove_unreferenced(dir: &Path, manifests: &[serde_json::Value]) {
+    let blobs = dir.join("blobs").join("sha256");
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    for m in manifests {
+        let Some(d) = m["digest"].as_str().and_then(|d| d.strip_prefix("sha256:")) else {
+            return;
+        };
+        keep.insert(d.to_string());
+        let Ok(bytes) = std::fs::read(blobs.join(d)) else {
+            return;
+        };
+        let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            return;
+        };
+        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+        for desc in std::iter::once(&manifest["config"]).chain(layers.iter()) {
+            match desc["digest"]
+                .as_str()
+                .and_then(|d| d.strip_prefix("sha256:"))
+            {
+                Some(d) => keep.insert(d.to_string()),
+                // Something this code did not write: leave everything alone.
+                None => return,
+            };
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(&blobs) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && !keep.contains(&name) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 fn repository(
@@ -445,9 +486,12 @@ pub async fn write_registry(
     let progress = rbuild_exporter::registry::NoProgress;
     for l in &cfg.layers {
         let d = parse_digest(&l.digest)?;
-        repo.upload_blob(store, &d, l.size, None, &progress)
+        // A layer the image push sent to another repository of the registry is mounted.
+        let from = sources::mount_source(store, &d, r.domain(), r.path());
+        repo.upload_blob(store, &d, l.size, from.as_deref(), &progress)
             .await
             .map_err(|e| e.to_string())?;
+        sources::record(store, &d, r.domain(), r.path());
     }
     repo.upload_blob(store, &config_digest, config.len() as u64, None, &progress)
         .await

@@ -569,3 +569,44 @@ fn a_failed_cache_export_fails_the_build_unless_ignore_error() {
     let (log, _) = build(&root, ctx.path(), &["--cache-to", &ignored]);
     assert!(log.contains("(ignored: ignore-error=true)"), "{log}");
 }
+
+#[test]
+fn a_reused_cache_directory_drops_blobs_no_entry_needs() {
+    let Some(root) = Root::new() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = context(DOCKERFILE);
+    let dest = format!("type=local,dest={}", cache.path().display());
+    build(&root, ctx.path(), &["--cache-to", &dest]);
+    let first: Vec<String> = cache_config(cache.path())["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    std::fs::write(ctx.path().join("src/a.txt"), "changed\n").unwrap();
+    build(&root, ctx.path(), &["--cache-to", &dest]);
+    let cfg = cache_config(cache.path());
+    let second: Vec<&str> = cfg["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    let blob = |d: &str| {
+        cache
+            .path()
+            .join("blobs/sha256")
+            .join(d.strip_prefix("sha256:").unwrap())
+    };
+    let gone: Vec<&String> = first
+        .iter()
+        .filter(|d| !second.contains(&d.as_str()))
+        .collect();
+    assert!(!gone.is_empty(), "the COPY and RUN layers changed");
+    for d in gone {
+        assert!(!blob(d).exists(), "{d} is no longer needed");
+    }
+    for d in second {
+        assert!(blob(d).exists(), "{d} is needed");
+    }
+}
