@@ -393,13 +393,21 @@ fn validate(spec: &ProcessSpec) -> Result<()> {
 }
 
 /// BPF programs as the init receives them.
-type Programs = Vec<Vec<(u16, u8, u8, u32)>>;
+pub(crate) type Programs = Vec<Vec<(u16, u8, u8, u32)>>;
 
 /// The capability set and the compiled seccomp programs of `spec` (none when privileged or
 /// unconfined).
 pub(crate) fn security_of(spec: &ProcessSpec) -> Result<(Vec<String>, Programs)> {
-    let caps = crate::security::effective_caps(&spec.security, spec.privileged)?;
-    let profile = match (&spec.security.seccomp, spec.privileged) {
+    security_parts(&spec.security, spec.privileged)
+}
+
+/// [`security_of`] from the settings themselves (also for `exec`).
+pub(crate) fn security_parts(
+    security: &Security,
+    privileged: bool,
+) -> Result<(Vec<String>, Programs)> {
+    let caps = crate::security::effective_caps(security, privileged)?;
+    let profile = match (&security.seccomp, privileged) {
         (_, true) | (Seccomp::Unconfined, _) => None,
         (Seccomp::Default, _) => Some(crate::seccomp::default_profile()),
         (Seccomp::Profile(p), _) => Some(p.clone()),

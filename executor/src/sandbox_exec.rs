@@ -21,7 +21,7 @@ use nix::sys::signal::{SigmaskHow, Signal, sigprocmask};
 use crate::error::{Error, Result};
 use crate::sandbox::{ExitStatus, REPORT_FD, Report, SPEC_FD, init_program};
 use crate::sandbox_init::{
-    ChildFailure, Never, child_report, drop_privileges, exec, forwarded_signals, process_identity,
+    ChildFailure, Never, apply_security, child_report, exec, forwarded_signals, process_identity,
 };
 use crate::sys;
 use crate::tty::{CONSOLE_FD, PtyIo, TtySpec};
@@ -42,6 +42,12 @@ pub struct ExecSpec {
     /// `USER` as in the image config (`""` = root).
     pub user: String,
     pub no_new_privs: bool,
+    /// `exec --privileged`, or a privileged container: every capability, no seccomp.
+    #[serde(default)]
+    pub privileged: bool,
+    /// The container's capabilities and seccomp profile, which `exec` applies too.
+    #[serde(default)]
+    pub security: crate::security::Security,
 }
 
 /// What the exec init receives: the spec and whether to open a terminal.
@@ -251,7 +257,9 @@ fn exec_setup(
     if let Some((tty, sock)) = tty {
         crate::tty::setup_console(&sock, &tty, id.uid, false).map_err(ChildFailure::setup)?;
     }
-    drop_privileges(&id, spec.no_new_privs).map_err(ChildFailure::setup)?;
+    let (caps, seccomp) = crate::sandbox::security_parts(&spec.security, spec.privileged)
+        .map_err(ChildFailure::setup)?;
+    apply_security(&id, spec.no_new_privs, &caps, &seccomp)?;
     nix::unistd::chdir(cwd).map_err(|e| ChildFailure {
         stage: "exec".into(),
         code: 126,

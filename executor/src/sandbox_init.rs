@@ -35,24 +35,6 @@ use crate::sandbox_rootfs;
 use crate::sys;
 use crate::user;
 
-/// Docker's default capability set.
-const DEFAULT_CAPS: [Capability; 14] = [
-    Capability::CAP_CHOWN,
-    Capability::CAP_DAC_OVERRIDE,
-    Capability::CAP_FSETID,
-    Capability::CAP_FOWNER,
-    Capability::CAP_MKNOD,
-    Capability::CAP_NET_RAW,
-    Capability::CAP_SETGID,
-    Capability::CAP_SETUID,
-    Capability::CAP_SETFCAP,
-    Capability::CAP_SETPCAP,
-    Capability::CAP_NET_BIND_SERVICE,
-    Capability::CAP_SYS_CHROOT,
-    Capability::CAP_KILL,
-    Capability::CAP_AUDIT_WRITE,
-];
-
 /// Call this first thing in `main()`: when the binary was re-executed as the sandbox init
 /// (`argv[1]` is the hidden marker) it runs the init and returns its exit code, which `main`
 /// must return at once; otherwise it returns `None` and the normal program goes on.
@@ -281,20 +263,7 @@ fn setup_and_exec(
     for u in &p.security.ulimits {
         sys::set_rlimit(&u.name, u.soft, u.hard).map_err(ChildFailure::setup)?;
     }
-    // As runc: with no_new_privs the filter goes on last, after the capabilities are gone;
-    // without it, installing needs CAP_SYS_ADMIN, so before dropping them.
-    if !p.no_new_privs {
-        install_seccomp(&spec.seccomp)?;
-    }
-    let keep: caps::CapsHashSet = spec
-        .caps
-        .iter()
-        .filter_map(|c| c.parse::<Capability>().ok())
-        .collect();
-    drop_privileges_to(&id, p.no_new_privs, &keep).map_err(ChildFailure::setup)?;
-    if p.no_new_privs {
-        install_seccomp(&spec.seccomp)?;
-    }
+    apply_security(&id, p.no_new_privs, &spec.caps, &spec.seccomp)?;
     nix::unistd::chdir(cwd).map_err(|e| ChildFailure {
         stage: "exec".into(),
         code: 126,
@@ -401,6 +370,29 @@ fn caps_err(e: caps::errors::CapsError) -> Error {
     Error::Sandbox(format!("capabilities: {e}"))
 }
 
+/// Drops privileges to the capability set `caps` and installs the seccomp programs. As
+/// runc: with no_new_privs the filter goes on last, after the capabilities are gone;
+/// without it, installing needs CAP_SYS_ADMIN, so before dropping them.
+pub(crate) fn apply_security(
+    id: &user::Identity,
+    no_new_privs: bool,
+    caps: &[String],
+    seccomp: &[Vec<(u16, u8, u8, u32)>],
+) -> std::result::Result<(), ChildFailure> {
+    if !no_new_privs {
+        install_seccomp(seccomp)?;
+    }
+    let keep: caps::CapsHashSet = caps
+        .iter()
+        .filter_map(|c| c.parse::<Capability>().ok())
+        .collect();
+    drop_privileges_to(id, no_new_privs, &keep).map_err(ChildFailure::setup)?;
+    if no_new_privs {
+        install_seccomp(seccomp)?;
+    }
+    Ok(())
+}
+
 /// Installs the seccomp programs of the run, in order.
 fn install_seccomp(programs: &[Vec<(u16, u8, u8, u32)>]) -> std::result::Result<(), ChildFailure> {
     for prog in programs {
@@ -413,14 +405,9 @@ fn install_seccomp(programs: &[Vec<(u16, u8, u8, u32)>]) -> std::result::Result<
     Ok(())
 }
 
-/// Bounding set to Docker's defaults, then groups/gid/uid, then the process's sets
-/// (root keeps the default set; any other user ends with none), then `no_new_privs`.
-pub(crate) fn drop_privileges(id: &user::Identity, no_new_privs: bool) -> Result<()> {
-    drop_privileges_to(id, no_new_privs, &DEFAULT_CAPS.iter().copied().collect())
-}
-
-/// [`drop_privileges`] to the capability set `keep` (those this process holds; every one
-/// for `--privileged`).
+/// Bounding set to `keep` (those of it this process holds; every one for
+/// `--privileged`), then groups/gid/uid, then the process's sets (root keeps `keep`; any
+/// other user ends with none), then `no_new_privs`.
 fn drop_privileges_to(
     id: &user::Identity,
     no_new_privs: bool,

@@ -34,6 +34,9 @@ pub struct ExecArgs {
     /// User
     #[arg(short = 'u', long)]
     pub user: Option<String>,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    pub privileged: bool,
     pub container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
@@ -612,7 +615,9 @@ fn exec(containers: &Containers, args: &ExecArgs) -> ExitCode {
         env: super::args::merge_env(&cfg.env, &env_over),
         cwd: args.workdir.clone().unwrap_or_else(|| cfg.cwd.clone()),
         user: args.user.clone().unwrap_or_else(|| cfg.user.clone()),
-        no_new_privs: false,
+        no_new_privs: cfg.security.no_new_privs,
+        privileged: args.privileged || cfg.security.privileged,
+        security: cfg.security.security.clone(),
     };
     let result = if args.tty {
         let raw = match super::raw_terminal(args.interactive, true) {

@@ -223,8 +223,7 @@ fn privileged_lifts_seccomp_masks_and_gets_host_devices() {
     assert_eq!(field(&o, "Seccomp"), "0", "{o}");
     assert!(value(&o, "devs") > 20, "host devices: {o}");
     env.ok(&["create", "--privileged", "--name", "priv", "busybox"]);
-    let inspect: serde_json::Value =
-        serde_json::from_str(&env.ok(&["inspect", "priv"])).unwrap();
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "priv"])).unwrap();
     assert_eq!(inspect[0]["HostConfig"]["Privileged"], true, "{inspect}");
     env.ok(&["rm", "priv"]);
 }
@@ -405,4 +404,50 @@ fn build_run_steps_get_the_default_seccomp_filter() {
         "{all}"
     );
     assert!(all.contains(DOCKER_DEFAULT_CAPS), "{all}");
+
+    // RUN --security=insecure: every capability and no filter, as BuildKit.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN --security=insecure grep -E '^Seccomp:' /proc/self/status\n",
+    )
+    .unwrap();
+    let out = env.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "--no-cache",
+        "--allow",
+        "security.insecure",
+        ctx.to_str().unwrap(),
+    ]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(code(&out), 0, "{all}");
+    assert!(
+        all.lines()
+            .any(|l| l.contains("Seccomp:") && l.trim_end().ends_with('0')),
+        "{all}"
+    );
+}
+
+#[test]
+fn exec_gets_the_containers_capabilities_and_seccomp() {
+    let Some(env) = Env::new() else { return };
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sec",
+        "--cap-drop",
+        "CHOWN",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let o = env.ok(&["exec", "sec", "sh", "-c", STATUS]);
+    assert_eq!(field(&o, "CapEff"), "00000000a80425fa", "{o}");
+    assert_eq!(field(&o, "Seccomp"), "2", "{o}");
+    let o = env.ok(&["exec", "--privileged", "sec", "sh", "-c", STATUS]);
+    assert_eq!(field(&o, "Seccomp"), "0", "{o}");
+    assert_ne!(field(&o, "CapEff"), "00000000a80425fa", "{o}");
+    env.ok(&["rm", "-f", "sec"]);
 }
