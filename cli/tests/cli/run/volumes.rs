@@ -300,3 +300,33 @@ fn mount_flag_bind_volume_and_tmpfs() {
     assert!(stderr(&out).contains("volume-nocopy"), "{}", stderr(&out));
     env.ok(&["volume", "rm", "mvol"]);
 }
+
+#[test]
+fn read_only_rootfs_with_a_volume_and_a_tmpfs() {
+    let Some(env) = Env::new() else { return };
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--network",
+        "none",
+        "-v",
+        "rov:/data/deep",
+        "--tmpfs",
+        "/scratch:size=1m,mode=700",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ok > /data/deep/f && stat -c %a /scratch && (touch /x 2>/dev/null || echo ro-root)",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "700\nro-root\n");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&env.ok(&["volume", "inspect", "rov"])).unwrap();
+    let mp = inspect[0]["Mountpoint"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(mp).join("f")).unwrap(),
+        "ok\n"
+    );
+    env.ok(&["volume", "rm", "rov"]);
+}
