@@ -3,6 +3,7 @@
 //! outputs, and print BuildKit-style progress and a summary on stderr.
 
 pub mod args;
+mod emulation;
 pub mod cache_io;
 mod contexts;
 pub mod explain;
@@ -94,12 +95,13 @@ fn progress_mode(args: &BuildArgs) -> Mode {
     }
 }
 
-/// The platform to build for: this machine's; others need emulation (not supported).
-fn target_platform(args: &BuildArgs) -> miette::Result<(Platform, bool)> {
+/// The platforms of the build: (build = this machine's, target, `--platform` given).
+/// Another architecture needs a qemu binfmt handler ([`emulation`]).
+fn target_platform(args: &BuildArgs) -> miette::Result<(Platform, Platform, bool)> {
     let host = ExPlatform::host();
     let host_p = Platform::parse(&host.to_string()).map_err(|e| miette!("host platform: {e}"))?;
     let Some(spec) = &args.platform else {
-        return Ok((host_p, false));
+        return Ok((host_p.clone(), host_p, false));
     };
     if spec.contains(',') {
         return Err(miette!(
@@ -109,13 +111,14 @@ fn target_platform(args: &BuildArgs) -> miette::Result<(Platform, bool)> {
     let wanted: ExPlatform = spec
         .parse()
         .map_err(|e| miette!("--platform {spec}: {e}"))?;
-    if !wanted.matches(&host) && !host.matches(&wanted) {
-        return Err(miette!(
-            "building for {} needs qemu binfmt emulation on this {host} machine, which is not supported yet",
-            wanted.normalized()
-        ));
+    if wanted.matches(&host) || host.matches(&wanted) {
+        return Ok((host_p.clone(), host_p, true));
     }
-    Ok((host_p, true))
+    emulation::check(&host, &wanted, Path::new(emulation::BINFMT_DIR))
+        .map_err(|e| miette!("{e}"))?;
+    let target = Platform::parse(&wanted.normalized().to_string())
+        .map_err(|e| miette!("--platform {spec}: {e}"))?;
+    Ok((host_p, target, true))
 }
 
 /// The Dockerfile text and the path `.dockerignore` is looked up beside.
@@ -166,7 +169,7 @@ fn read_definition(
 pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCode> {
     let started = Instant::now();
     let mode = progress_mode(&args);
-    let (platform, explicit_platform) = target_platform(&args)?;
+    let (build_platform, platform, explicit_platform) = target_platform(&args)?;
     let (outputs, compression) = args::parse_outputs(&args.outputs).map_err(|e| miette!("{e}"))?;
     let extra_hosts = args
         .add_hosts
@@ -300,7 +303,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
     let opts = BuildOptions {
         build_args,
         target: args.target.clone(),
-        build_platform: platform.clone(),
+        build_platform,
         target_platform: platform,
         explicit_platform,
         labels,
