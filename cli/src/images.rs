@@ -18,7 +18,7 @@ use rbuild_exporter::{Store, gc};
 use serde_json::{Value, json};
 
 pub(crate) mod format;
-use format::{ellipsis, human_size, json_pretty, table, time_ago};
+use format::{ListFormat, ellipsis, human_size, json_pretty, render_list, table, time_ago};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -93,7 +93,8 @@ pub struct ImagesArgs {
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
-    /// Output format: "table" or "json" (one JSON object per line)
+    /// Output format: `table`, `table TEMPLATE`, `json` (one object per line) or a Go
+    /// template (`{{.Repository}}:{{.Tag}}`)
     #[arg(long, default_value = "table")]
     format: String,
     /// Only images of this repository[:tag]
@@ -226,49 +227,50 @@ fn list(images: &Images, args: &ImagesArgs) -> miette::Result<ExitCode> {
                 out.push('\n');
             }
         }
-    } else if args.format == "json" {
-        for r in &records {
-            let (repo, tag) = repo_tag(r);
-            let obj = json!({
-                "Containers": "N/A",
-                "CreatedAt": r.created.clone().unwrap_or_default(),
-                "CreatedSince": time_ago(r.created.as_deref()),
-                "Digest": digest_col(r),
-                "ID": id(r),
-                "Repository": repo,
-                "SharedSize": "N/A",
-                "Size": human_size(r.size),
-                "Tag": tag,
-                "UniqueSize": "N/A",
-                "VirtualSize": human_size(r.size),
-            });
-            out.push_str(&obj.to_string());
-            out.push('\n');
-        }
-    } else if args.format == "table" {
-        let mut header = vec!["REPOSITORY", "TAG"];
-        if args.digests {
-            header.push("DIGEST");
-        }
-        header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-        let rows: Vec<Vec<String>> = records
+    } else {
+        let rows: Vec<serde_json::Value> = records
             .iter()
             .map(|r| {
                 let (repo, tag) = repo_tag(r);
-                let mut row = vec![repo, tag];
-                if args.digests {
-                    row.push(digest_col(r));
-                }
-                row.extend([id(r), time_ago(r.created.as_deref()), human_size(r.size)]);
-                row
+                json!({
+                    "Containers": "N/A",
+                    "CreatedAt": r.created.clone().unwrap_or_default(),
+                    "CreatedSince": time_ago(r.created.as_deref()),
+                    "Digest": digest_col(r),
+                    "ID": id(r),
+                    "Repository": repo,
+                    "SharedSize": "N/A",
+                    "Size": human_size(r.size),
+                    "Tag": tag,
+                    "UniqueSize": "N/A",
+                    "VirtualSize": human_size(r.size),
+                })
             })
             .collect();
-        out = table(&header, &rows);
-    } else {
-        return Err(miette!(
-            "unsupported --format {:?}: use table or json",
-            args.format
-        ));
+        let mut columns = vec![("Repository", "REPOSITORY"), ("Tag", "TAG")];
+        if args.digests {
+            columns.push(("Digest", "DIGEST"));
+        }
+        columns.extend([
+            ("ID", "IMAGE ID"),
+            ("CreatedSince", "CREATED"),
+            ("Size", "SIZE"),
+        ]);
+        let headers = [
+            ("Repository", "REPOSITORY"),
+            ("Tag", "TAG"),
+            ("Digest", "DIGEST"),
+            ("ID", "IMAGE ID"),
+            ("CreatedSince", "CREATED"),
+            ("CreatedAt", "CREATED AT"),
+            ("Size", "SIZE"),
+            ("VirtualSize", "VIRTUAL SIZE"),
+            ("SharedSize", "SHARED SIZE"),
+            ("UniqueSize", "UNIQUE SIZE"),
+            ("Containers", "CONTAINERS"),
+        ];
+        let format = ListFormat::parse(&args.format);
+        out = render_list(&format, &columns, &headers, &rows).map_err(|e| miette!("{e}"))?;
     }
     print!("{out}");
     Ok(ExitCode::SUCCESS)

@@ -94,11 +94,9 @@ fn restart_stops_and_starts_detached() {
         "echo started; trap 'exit 0' TERM; while :; do sleep 0.1; done",
     ]);
     wait_logs(&env, "r", "started", 1);
-    let first: serde_json::Value =
-        serde_json::from_str(&env.ok(&["inspect", "r"])).unwrap();
+    let first: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "r"])).unwrap();
     assert_eq!(env.ok(&["restart", "-t", "30", "r"]).trim(), "r");
-    let st: serde_json::Value =
-        serde_json::from_str(&env.ok(&["inspect", "r"])).unwrap();
+    let st: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "r"])).unwrap();
     assert_eq!(st[0]["State"]["Status"], "running");
     assert_ne!(
         st[0]["State"]["StartedAt"], first[0]["State"]["StartedAt"],
@@ -196,4 +194,29 @@ fn logs_since_and_until() {
     assert_ne!(code(&out), 0);
     assert!(stdout(&out).is_empty());
     env.ok(&["rm", "l"]);
+}
+
+#[test]
+fn images_format_templates() {
+    let Some(env) = Env::new() else { return };
+    // (Env's checks on drop look into the container snapshots.)
+    env.ok(&["run", "--rm", "busybox", "true"]);
+    let out = env.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(out.lines().any(|l| l == "busybox:latest"), "{out}");
+    let out = env.ok(&["images", "--format", "table {{.Repository}}\\t{{.Tag}}"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("REPOSITORY") && lines[0].ends_with("TAG"),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("busybox ") && l.ends_with(" latest"))
+    );
+    let out = env.ok(&["images"]);
+    assert!(out.starts_with("REPOSITORY   TAG"), "{out}");
+    assert!(out.lines().next().unwrap().contains("IMAGE ID"));
+    let out = env.run(&["images", "--format", "{{.Nope}}"]);
+    assert_ne!(code(&out), 0);
 }
