@@ -246,4 +246,37 @@ fn commit_with_change_makes_an_image_that_runs() {
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("RUN"), "{}", stderr(&out));
     env.ok(&["rm", "cm"]);
+    // a running container (not paused; `-p=false` accepted)
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo live > /state && sleep 300",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while code(&env.run(&["exec", "busy", "test", "-f", "/state"])) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "container never got ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    env.ok(&["commit", "-p=false", "busy", "snap:live"]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "snap:live",
+        "cat",
+        "/state",
+    ]);
+    assert_eq!(out, "live\n");
+    env.ok(&["rm", "-f", "busy"]);
 }
