@@ -875,3 +875,85 @@ fn count_external_sources(df: &Dockerfile) -> usize {
     }
     n
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod named_context_tests {
+    use super::*;
+    use crate::worker::WorkerError;
+
+    struct Resolver;
+
+    impl ImageResolver for Resolver {
+        async fn resolve_image(
+            &self,
+            reference: &str,
+            platform: &Platform,
+        ) -> Result<ResolvedImage, WorkerError> {
+            let mut config = Image::empty(platform);
+            config.rootfs.diff_ids.push("sha256:00".into());
+            Ok(ResolvedImage {
+                reference: reference.to_string(),
+                manifest_digest: format!("sha256:{:0>64}", reference.len()),
+                config,
+            })
+        }
+    }
+
+    fn lower_text(text: &str, named: &[(&str, NamedContext)]) -> Result<BuildGraph, Error> {
+        let df = rbuild_parser::parse("Dockerfile", text).unwrap();
+        let opts = BuildOptions {
+            named_contexts: named
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            ..BuildOptions::default()
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(lower(&df, &opts, &Resolver))
+    }
+
+    #[test]
+    fn keys_use_the_familiar_form() {
+        assert_eq!(named_context_key("alpine"), "alpine");
+        assert_eq!(
+            named_context_key("docker.io/library/alpine:latest"),
+            "alpine"
+        );
+        assert_eq!(named_context_key("Alpine:3.19"), "alpine:3.19");
+        assert_eq!(named_context_key("ghcr.io/o/r"), "ghcr.io/o/r");
+    }
+
+    #[test]
+    fn contexts_replace_stages_and_feed_copy_from() {
+        let g = lower_text(
+            "FROM busybox AS base\nRUN never\nFROM base\nCOPY --from=src a /a\n",
+            &[
+                (
+                    "base",
+                    NamedContext::Image("docker.io/library/other:1".into()),
+                ),
+                ("src", NamedContext::Local),
+            ],
+        )
+        .unwrap();
+        let ops: Vec<&Op> = g.vertices().map(|v| &g.vertex(v).op).collect();
+        assert!(
+            !ops.iter().any(|op| matches!(op, Op::Exec(_))),
+            "the replaced stage's RUN is not lowered: {ops:?}"
+        );
+        assert!(ops.iter().any(|op| matches!(op,
+            Op::Image { reference, .. } if reference == "docker.io/library/other:1")));
+        assert!(ops.iter().any(|op| matches!(op,
+            Op::Context(sel) if sel.name == "src")));
+        // Without the contexts, the stage runs and `src` is an image.
+        let g = lower_text(
+            "FROM busybox AS base\nRUN never\nFROM base\nCOPY --from=src a /a\n",
+            &[],
+        )
+        .unwrap();
+        assert!(g.vertices().any(|v| matches!(g.vertex(v).op, Op::Exec(_))));
+    }
+}
