@@ -632,16 +632,35 @@ async fn load_registry(
     if media::is_index(&raw.media_type) {
         let index: serde_json::Value =
             serde_json::from_slice(&raw.bytes).map_err(|e| format!("index: {e}"))?;
-        let first = index["manifests"][0]["digest"]
-            .as_str()
+        // An image with an inline cache pushed as an index: this machine's manifest.
+        let host = rbuild_exporter::image::Platform::host();
+        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+        let wanted = entries
+            .iter()
+            .find(|m| {
+                let p = &m["platform"];
+                let text = format!(
+                    "{}/{}",
+                    p["os"].as_str().unwrap_or(""),
+                    p["architecture"].as_str().unwrap_or("")
+                );
+                text.parse::<rbuild_exporter::image::Platform>()
+                    .is_ok_and(|p| host.matches(&p))
+            })
+            .or(entries.first())
+            .and_then(|m| m["digest"].as_str())
             .ok_or("an empty image index")?
             .to_string();
-        raw = repo.get_manifest(&first).await.map_err(|e| e.to_string())?;
+        raw = repo
+            .get_manifest(&wanted)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let m: serde_json::Value =
         serde_json::from_slice(&raw.bytes).map_err(|e| format!("manifest: {e}"))?;
     let config_digest = parse_digest(m["config"]["digest"].as_str().unwrap_or(""))?;
     let config_size = m["config"]["size"].as_u64().unwrap_or(0);
+    let _lease = store.lease().map_err(|e| e.to_string())?;
     if !store.has_blob(&config_digest) {
         repo.fetch_blob(
             store,
@@ -737,6 +756,12 @@ async fn fetch(inner: &Inner, src: &Source, layer: &CacheLayer) -> Result<(), St
     let digest = parse_digest(&layer.digest)?;
     if inner.store.has_blob(&digest) {
         return Ok(());
+    }
+    if !matches!(src.blobs, Blobs::Store) {
+        inner.notice(&format!(
+            "importing cache layer {digest} ({} bytes) from {}",
+            layer.size, src.name
+        ));
     }
     match &src.blobs {
         Blobs::Store => Err(format!("blob {digest} is not in the local store")),

@@ -1,7 +1,8 @@
 //! `--cache-to` / `--cache-from` (issue #7): the build cache exported from one root and
 //! imported into a fresh one, from a copy of the sources in another directory — through a
-//! local OCI layout, a registry, and an image's inline cache. Every RUN writes
-//! `date +%s%N`, so an identical file proves the step did not run again.
+//! local OCI layout, a registry, and an image's inline cache. Every RUN writes the time
+//! and a random UUID (busybox's `date` has no `%N`), so an identical file proves the step
+//! did not run again.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -17,8 +18,8 @@ const EPOCH: &str = "1700000000";
 
 const DOCKERFILE: &str = "FROM busybox
 COPY src /src
-RUN date +%s%N > /stamp && cat /src/a.txt > /copy
-RUN date +%s%N > /stamp2 && echo second > /second
+RUN date +%s%N > /stamp && cat /proc/sys/kernel/random/uuid >> /stamp && cat /src/a.txt > /copy
+RUN date +%s%N > /stamp2 && cat /proc/sys/kernel/random/uuid >> /stamp2 && echo second > /second
 ";
 
 /// A build context with `Dockerfile` in a fresh temporary directory.
@@ -80,7 +81,7 @@ fn local_round_trip_hits_every_step_in_a_fresh_root_from_another_directory() {
     );
     assert!(runs(&log).is_empty(), "every RUN step is cached:\n{log}");
     let imported_line = format!(
-        "RUN date +%s%N > /stamp2 && echo second > /second — CACHED (imported from local {})",
+        "RUN date +%s%N > /stamp2 && cat /proc/sys/kernel/random/uuid >> /stamp2 && echo second > /second — CACHED (imported from local {})",
         cache.path().display()
     );
     assert!(log.contains(&imported_line), "{log}");
@@ -120,7 +121,7 @@ fn local_round_trip_hits_every_step_in_a_fresh_root_from_another_directory() {
 }
 
 const MULTISTAGE: &str = "FROM busybox AS build
-RUN date +%s%N > /built
+RUN date +%s%N > /built && cat /proc/sys/kernel/random/uuid >> /built
 FROM busybox
 COPY --from=build /built /built
 RUN echo final > /final
