@@ -217,19 +217,17 @@ pub fn render_list(
             Ok(table(&header, &cells))
         }
         ListFormat::Table(Some(t)) => {
+            // The header row: each field the template names, as its column title.
             let mut names = serde_json::Map::new();
-            if let Some(first) = rows.first().and_then(|r| r.as_object()) {
-                for k in first.keys() {
+            for part in t.split("{{").skip(1) {
+                let action = part.split("}}").next().unwrap_or("");
+                if let Some(field) = action.split_whitespace().find_map(|w| w.strip_prefix('.')) {
                     let h = headers
                         .iter()
-                        .find(|(f, _)| f == k)
+                        .find(|(f, _)| *f == field)
                         .map(|(_, h)| h.to_string())
-                        .unwrap_or_else(|| k.to_uppercase());
-                    names.insert(k.clone(), serde_json::Value::String(h));
-                }
-            } else {
-                for (f, h) in headers {
-                    names.insert(f.to_string(), serde_json::Value::String(h.to_string()));
+                        .unwrap_or_else(|| field.to_uppercase());
+                    names.insert(field.to_string(), serde_json::Value::String(h));
                 }
             }
             let header_line = render_template(t, &serde_json::Value::Object(names))?;
@@ -277,6 +275,13 @@ mod tests {
             rows[0]
         );
         assert!(render_template("{{.Nope}}", &rows[0]).is_err());
+        let t = render_list(
+            &ListFormat::parse("table {{.Names}}\\t{{.Size}}"),
+            &cols,
+            &cols,
+            &[],
+        );
+        assert_eq!(t.unwrap(), "NAMES   SIZE\n");
         assert!(render_template("{{if .ID}}", &rows[0]).is_err());
     }
 
