@@ -241,6 +241,10 @@ pub(crate) struct InitSpec {
     /// Seccomp BPF programs (code, jt, jf, k) installed in order before `execve`.
     #[serde(default)]
     pub seccomp: Vec<Vec<(u16, u8, u8, u32)>>,
+    /// The run's cgroup directories shown at `/sys/fs/cgroup` inside, as Docker does:
+    /// (name under `/sys/fs/cgroup`, `""` for the v2 unified group itself; host directory).
+    #[serde(default)]
+    pub cgroup_mounts: Vec<(String, PathBuf)>,
     /// Open a pseudo-terminal inside and send its master on fd 5.
     #[serde(default)]
     pub tty: Option<crate::tty::TtySpec>,
@@ -392,6 +396,27 @@ fn validate(spec: &ProcessSpec) -> Result<()> {
     Ok(())
 }
 
+/// Where the run's cgroup directories appear under `/sys/fs/cgroup` inside: the v2 group
+/// at the root; each v1 group under its hierarchy's name (`memory`, `cpu,cpuacct`).
+fn cgroup_mounts(cgroup: &Cgroup) -> Vec<(String, PathBuf)> {
+    let root = Path::new("/sys/fs/cgroup");
+    match cgroup.version() {
+        crate::cgroup::Version::V2 => cgroup
+            .dirs()
+            .iter()
+            .map(|d| (String::new(), d.clone()))
+            .collect(),
+        crate::cgroup::Version::V1 => cgroup
+            .dirs()
+            .iter()
+            .filter_map(|d| {
+                let name = d.strip_prefix(root).ok()?.components().next()?;
+                Some((name.as_os_str().to_string_lossy().into_owned(), d.clone()))
+            })
+            .collect(),
+    }
+}
+
 /// BPF programs as the init receives them.
 pub(crate) type Programs = Vec<Vec<(u16, u8, u8, u32)>>;
 
@@ -466,6 +491,7 @@ pub fn run(spec: &ProcessSpec, stdio: Stdio<'_>, opts: &RunOptions) -> Result<Ex
         new_session: !matches!(stdio, Stdio::Inherit),
         caps,
         seccomp,
+        cgroup_mounts: cgroup_mounts(&cgroup),
         tty: match &stdio {
             Stdio::Pty(io) => Some(io.tty),
             _ => None,

@@ -129,6 +129,7 @@ pub(crate) fn setup(spec: &InitSpec) -> Result<()> {
         // of the host's /sys instead (read-only unless privileged).
         sys::bind_mount(Path::new("/sys"), &sys_dir, true, !privileged)?;
     }
+    mount_cgroups(&sys_dir.join("fs/cgroup"), &spec.cgroup_mounts, privileged)?;
 
     let mut binds: Vec<(&Path, &str, bool)> = spec
         .etc_sources
@@ -175,6 +176,46 @@ pub(crate) fn setup(spec: &InitSpec) -> Result<()> {
         return Ok(());
     }
     mask_paths()
+}
+
+/// The run's own cgroups at `/sys/fs/cgroup` (read-only unless privileged), as Docker
+/// shows them: the v2 group as the root; on v1 a tmpfs with each hierarchy's group under
+/// the hierarchy's name. Missing `/sys/fs/cgroup` (no cgroup support): nothing.
+fn mount_cgroups(target: &Path, groups: &[(String, PathBuf)], privileged: bool) -> Result<()> {
+    if groups.is_empty() || !target.is_dir() {
+        return Ok(());
+    }
+    let ro = !privileged;
+    if let [(name, dir)] = groups
+        && name.is_empty()
+    {
+        return sys::bind_mount(dir, target, false, ro);
+    }
+    sys::mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
+        Some("mode=755"),
+    )?;
+    for (name, dir) in groups {
+        let t = target.join(name);
+        std::fs::create_dir_all(&t).map_err(|e| Error::io("mkdir", &t, e))?;
+        sys::bind_mount(dir, &t, false, ro)?;
+    }
+    if ro {
+        sys::remount_readonly(target, M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC)
+            .or_else(|_| {
+                sys::mount(
+                    None,
+                    target,
+                    None,
+                    M::MS_REMOUNT | M::MS_RDONLY | M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
+                    None,
+                )
+            })?;
+    }
+    Ok(())
 }
 
 /// `--privileged`: the host's device nodes (char and block, in `/dev` and its

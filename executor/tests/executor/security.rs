@@ -250,3 +250,30 @@ fn ulimits_shm_size_and_cgroupns() {
         "host cgroup namespace by default on v1: {o}"
     );
 }
+
+#[test]
+fn own_cgroup_is_visible_read_only_at_sys_fs_cgroup() {
+    let Some(f) = Fixture::new("sandbox /sys/fs/cgroup") else {
+        return;
+    };
+    let v1 = rbuild_executor::cgroup::version() == rbuild_executor::cgroup::Version::V1;
+    let file = if v1 {
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    } else {
+        "/sys/fs/cgroup/memory.max"
+    };
+    let mut spec = f.spec(&format!(
+        "echo limit=$(cat {file}); echo 1 > {file}; echo rc=$?; ls /sys/fs/cgroup"
+    ));
+    spec.limits.memory_bytes = Some(64 << 20);
+    let st = f.run(&spec);
+    let o = out(&st);
+    assert!(o.contains(&format!("limit={}", 64u64 << 20)), "{o}");
+    assert!(
+        o.contains("rc=1") && o.contains("Read-only file system"),
+        "{o}"
+    );
+    if v1 {
+        assert!(st.tail.iter().any(|l| l == "pids"), "{o}");
+    }
+}
