@@ -509,7 +509,10 @@ fn run_inner(
         if let Ok(mut log) = LogWriter::open(&containers.log_path(&cfg.id)) {
             log.line(Stream::Stderr, &text);
         }
-        if foreground {
+        if foreground && cfg.tty {
+            // Our terminal may be in raw mode (`-it`): end the line with CRLF.
+            eprint!("Error: {text}\r\n");
+        } else if foreground {
             eprintln!("Error: {text}");
         }
     }

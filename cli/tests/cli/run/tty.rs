@@ -324,3 +324,17 @@ fn start_ai_attaches_a_created_tty_container() {
     assert!(logs.contains("got xyz\r\n"), "{logs:?}");
     env.ok(&["rm", "s"]);
 }
+
+#[test]
+fn run_it_command_not_found_is_127() {
+    let Some(env) = Env::new() else { return };
+    let mut t = Term::spawn(&env, &["run", "--rm", "-it", "busybox", "no-such-cmd"]);
+    let rc = t.wait();
+    let out = t.text();
+    assert_eq!(rc, 127, "{out:?}");
+    assert!(
+        out.contains("executable file not found in $PATH\r\n"),
+        "{out:?}"
+    );
+    assert!(t.cooked(), "the terminal was left in raw mode");
+}
