@@ -77,6 +77,12 @@ pub struct BuildArgs {
     /// Limit the number of processes and threads of each RUN step (rbuild extension)
     #[arg(long = "pids-limit", value_name = "N")]
     pub pids_limit: Option<u64>,
+    /// Ulimit options of each RUN step: `TYPE=SOFT[:HARD]` (`nofile=1024:2048`)
+    #[arg(long = "ulimit", value_name = "TYPE=SOFT[:HARD]", value_parser = parse_ulimit)]
+    pub ulimits: Vec<rbuild_executor::security::Ulimit>,
+    /// Size of /dev/shm of each RUN step (default 64m)
+    #[arg(long = "shm-size", value_name = "BYTES", value_parser = parse_bytes)]
+    pub shm_size: Option<u64>,
     /// Allow extra privileged entitlement (e.g. "security.insecure")
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,
@@ -237,6 +243,16 @@ fn parse_bytes(v: &str) -> Result<u64, String> {
 }
 
 impl BuildArgs {
+    /// The security settings every RUN step gets (ulimits, `/dev/shm` size; Docker's
+    /// capabilities and default seccomp filter).
+    pub fn security(&self) -> rbuild_executor::security::Security {
+        rbuild_executor::security::Security {
+            ulimits: self.ulimits.clone(),
+            shm_size: self.shm_size,
+            ..Default::default()
+        }
+    }
+
     /// The cgroup limits every RUN step gets.
     pub fn limits(&self) -> rbuild_executor::cgroup::Limits {
         rbuild_executor::cgroup::Limits {
@@ -248,6 +264,10 @@ impl BuildArgs {
             ..Default::default()
         }
     }
+}
+
+fn parse_ulimit(v: &str) -> Result<rbuild_executor::security::Ulimit, String> {
+    rbuild_executor::security::parse_ulimit(v).map_err(|e| e.to_string())
 }
 
 pub fn parse_add_host(v: &str) -> Result<(String, String), String> {

@@ -337,6 +337,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
             registry: registry.clone(),
             extra_hosts,
             limits: args.limits(),
+            security: args.security(),
         },
         Some(notice),
     )

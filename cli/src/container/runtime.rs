@@ -41,6 +41,7 @@ pub fn create(root: &Path, args: &CreateArgs, registry: RegistryOptions) -> Resu
             registry,
             extra_hosts: Vec::new(),
             limits: Default::default(),
+            security: Default::default(),
         },
         Some(Arc::new(|line: &str| eprintln!("{line}"))),
     )?;

@@ -209,6 +209,7 @@ fn run(
     p.network = network;
     p.mounts = specs;
     p.limits = inner.cfg.limits.clone();
+    p.security = inner.cfg.security.clone();
     // Docker's RUN allows setuid binaries (sudo, su).
     p.no_new_privs = false;
     p.privileged = spec.security == Security::Insecure;

@@ -65,6 +65,8 @@ pub struct WorkerConfig {
     pub extra_hosts: Vec<(String, String)>,
     /// `--memory`, `--cpu-*`, `--pids-limit`: the cgroup limits of every RUN step.
     pub limits: rbuild_executor::cgroup::Limits,
+    /// `--ulimit`, `--shm-size` of every RUN step.
+    pub security: rbuild_executor::security::Security,
 }
 
 /// Receives a line about work that has no vertex of its own (pulls while resolving).

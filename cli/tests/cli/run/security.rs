@@ -451,3 +451,33 @@ fn exec_gets_the_containers_capabilities_and_seccomp() {
     assert_ne!(field(&o, "CapEff"), "00000000a80425fa", "{o}");
     env.ok(&["rm", "-f", "sec"]);
 }
+
+#[test]
+fn build_ulimit_and_shm_size_reach_run_steps() {
+    let Some(env) = Env::new() else { return };
+    let ctx = env.path().join("ulimit-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo n=$(ulimit -n) h=$(ulimit -Hn); grep ' /dev/shm ' /proc/mounts\n",
+    )
+    .unwrap();
+    let out = env.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "--no-cache",
+        "--ulimit",
+        "nofile=1500:3000",
+        "--shm-size",
+        "8m",
+        ctx.to_str().unwrap(),
+    ]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(code(&out), 0, "{all}");
+    assert!(all.contains("n=1500 h=3000"), "{all}");
+    assert!(all.contains("size=8192k"), "{all}");
+    let out = env.run(&["build", "--ulimit", "nofile=9:1", ctx.to_str().unwrap()]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("ulimit"), "{}", stderr(&out));
+}
