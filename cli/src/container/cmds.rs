@@ -54,6 +54,8 @@ pub fn run(root: &Path, cmd: ContainerCommand) -> ExitCode {
             no_trunc,
             format,
             filter,
+            last,
+            latest,
         } => ps(
             &containers,
             PsOptions {
@@ -62,6 +64,7 @@ pub fn run(root: &Path, cmd: ContainerCommand) -> ExitCode {
                 no_trunc,
                 format,
                 filter,
+                last: if latest { Some(1) } else { last },
             },
         ),
         ContainerCommand::Logs {
@@ -182,6 +185,8 @@ struct PsOptions {
     no_trunc: bool,
     format: Option<String>,
     filter: Vec<String>,
+    /// `-n N` / `-l`: only the N last created, whatever their state.
+    last: Option<usize>,
 }
 
 /// Whether a container passes every `--filter` (`name=` substring, `id=` prefix, `status=`,
@@ -236,7 +241,7 @@ fn ps(containers: &Containers, o: PsOptions) -> Result<(), String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     // A status filter lists stopped containers too, as `docker ps -f status=exited` does.
-    let all = o.all || filters.iter().any(|(k, _)| k == "status");
+    let all = o.all || o.last.is_some() || filters.iter().any(|(k, _)| k == "status");
     let mut list = Vec::new();
     for id in containers.ids() {
         let Ok(cfg) = containers.config(&id) else {
@@ -252,6 +257,9 @@ fn ps(containers: &Containers, o: PsOptions) -> Result<(), String> {
         list.push((cfg, st));
     }
     list.sort_by(|a, b| b.0.created.cmp(&a.0.created));
+    if let Some(n) = o.last {
+        list.truncate(n);
+    }
     let mut rows = Vec::new();
     for (cfg, st) in list {
         let short = if o.no_trunc {

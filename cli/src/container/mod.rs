@@ -73,6 +73,12 @@ pub enum ContainerCommand {
         /// Filter: `name=`, `id=`, `status=`, `label=KEY[=VALUE]`
         #[arg(short = 'f', long = "filter")]
         filter: Vec<String>,
+        /// Show the N last created containers (all states)
+        #[arg(short = 'n', long = "last")]
+        last: Option<usize>,
+        /// Show the latest created container (all states)
+        #[arg(short = 'l', long)]
+        latest: bool,
     },
     /// Print a container's logs
     Logs {

@@ -159,6 +159,8 @@ fn ps_format_and_filter() {
     let out = env.run(&["ps", "-a", "--format", "{{.Nope}}"]);
     assert_ne!(code(&out), 0);
     assert!(String::from_utf8_lossy(&out.stderr).contains("Nope"));
+    assert_eq!(f(&["-l"]), "b\n");
+    assert_eq!(f(&["-n", "2"]), "b\na\n");
     let out = env.run(&["ps", "-a", "-f", "color=red"]);
     assert_ne!(code(&out), 0);
     env.ok(&["rm", "a", "b"]);
