@@ -158,7 +158,15 @@ fn run(
                                 m.target
                             )));
                         }
-                        (format!("{id}\0from={}\0{source}", r.0), Some((view, src)))
+                        // A context's result names no content: key by its digest, so new
+                        // content seeds a new cache (as a new stage result does).
+                        let from = match input_of(r) {
+                            Input::Snapshot(s) => s.to_string(),
+                            Input::Context(name) => {
+                                format!("{}@{}", r.0, inner.context_digest(name)?)
+                            }
+                        };
+                        (format!("{id}\0from={from}\0{source}"), Some((view, src)))
                     }
                     None => (id.clone(), None),
                 };

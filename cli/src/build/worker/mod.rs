@@ -262,6 +262,22 @@ impl Inner {
         })
     }
 
+    /// The content digest of a whole local context (after its `.dockerignore`).
+    pub(crate) fn context_digest(&self, name: &str) -> Result<String, WorkerError> {
+        let dir = self.context_dir(name)?.to_path_buf();
+        let selection = Selection {
+            includes: vec![".".to_string()],
+            ignore: self.context_ignore(name),
+            exclude: Vec::new(),
+            follow_symlinks: true,
+        };
+        let hasher = self.hasher.lock().unwrap_or_else(|p| p.into_inner());
+        let digest = hasher
+            .hash_selection(&dir, &selection)
+            .map_err(|e| WorkerError::new(format!("hashing context {name:?}: {e}")))?;
+        Ok(digest.digest.to_string())
+    }
+
     /// The `.dockerignore` patterns of a local context.
     pub(crate) fn context_ignore(&self, name: &str) -> Vec<String> {
         if name == MAIN_CONTEXT {

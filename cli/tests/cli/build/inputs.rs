@@ -568,3 +568,27 @@ fn platform_of_another_architecture_without_qemu_fails_naming_the_handler() {
     assert!(err.contains("qemu-user-static"), "{err}");
     assert!(err.contains("binfmt-support"), "{err}");
 }
+
+#[test]
+fn cache_mount_from_a_context_is_reseeded_when_its_content_changes() {
+    let Some(root) = Root::new() else { return };
+    let main = ctx(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN --mount=type=cache,target=/c,from=seed cat /c/v.txt > /seen && echo x >> /c/v.txt\n",
+    )]);
+    let seed = ctx(&[("v.txt", "1\n")]);
+    let flag = format!("seed={}", s(seed.path()));
+    let seen = |tag: &str, extra: &[&str]| {
+        let mut args = vec!["-t", tag, "--build-context", &flag];
+        args.extend_from_slice(extra);
+        args.push(s(main.path()));
+        root.build_ok(&args);
+        root.image(tag).file("seen").unwrap()
+    };
+    assert_eq!(seen("cf:1", &[]), "1\n");
+    // Same content: the same cache, which kept the step's write.
+    assert_eq!(seen("cf:2", &["--no-cache"]), "1\nx\n");
+    // New content: a new cache seeded from it.
+    write(seed.path(), &[("v.txt", "2\n")]);
+    assert_eq!(seen("cf:3", &[]), "2\n");
+}
