@@ -63,6 +63,16 @@ pub fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<()> 
     }
 }
 
+/// Sends descriptor `fd` (a terminal master) over the unix socket `sock` (`rbuild attach`).
+pub fn send_fd(sock: impl AsFd, fd: impl AsFd) -> Result<()> {
+    sys::send_fd(sock, fd)
+}
+
+/// Receives a descriptor sent with [`send_fd`]; `None` when the peer closed without one.
+pub fn recv_fd(sock: impl AsFd) -> Result<Option<OwnedFd>> {
+    sys::recv_fd(sock)
+}
+
 /// In the container process, before dropping privileges: opens the pty in the current
 /// `/dev/pts`, owned by `uid` (group `tty`, as runc does), makes it the controlling terminal
 /// and stdio of a new session, binds it over `/dev/console` when `console`, and sends the

@@ -8,6 +8,7 @@
 //! in [`state`]; the running itself in [`runtime`]; the other commands in [`cmds`].
 
 pub mod args;
+mod attach;
 mod cmds;
 mod commit;
 mod copy;
@@ -156,6 +157,13 @@ pub enum ContainerCommand {
     },
     /// Create a new image from a container's changes
     Commit(commit::CommitArgs),
+    /// Attach to a running `-t` container's terminal (Ctrl-P Ctrl-Q detaches)
+    Attach {
+        /// Do not attach stdin
+        #[arg(long = "no-stdin")]
+        no_stdin: bool,
+        container: String,
+    },
     /// Internal: the monitor of a detached container
     #[command(name = "__container-monitor", hide = true)]
     Monitor { id: String },
@@ -204,6 +212,10 @@ pub fn run(cmd: ContainerCommand, global: &crate::GlobalOpts) -> miette::Result<
             containers,
         } => start_cmd(&root, attach || interactive, interactive, &containers),
         ContainerCommand::Monitor { id } => monitor_cmd(&root, &id),
+        ContainerCommand::Attach {
+            no_stdin,
+            container,
+        } => attach::attach_cmd(&root, &container, no_stdin),
         ContainerCommand::Volume(cmd) => volumes::run(&root, cmd),
         ContainerCommand::Cp(args) => copy::cp(&root, &args),
         ContainerCommand::Export { output, container } => {

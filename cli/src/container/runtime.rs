@@ -465,12 +465,13 @@ fn run_inner(
         Output::Inherit => rbuild_executor::run(&spec, Stdio::Inherit, &opts),
         Output::Terminal { input } => {
             let log = LogWriter::open(&containers.log_path(&cfg.id))?;
-            run_on_pty(&spec, &opts, log, true, input)
+            run_on_pty(&spec, &opts, log, true, input, None)
         }
         Output::Log | Output::LogAndPrint if cfg.tty => {
             let log = LogWriter::open(&containers.log_path(&cfg.id))?;
             let print = matches!(output, Output::LogAndPrint);
-            run_on_pty(&spec, &opts, log, print, false)
+            let server = (!print).then(|| super::attach::Server::new(&cfg.id));
+            run_on_pty(&spec, &opts, log, print, false, server)
         }
         Output::Log | Output::LogAndPrint => {
             let print = matches!(output, Output::LogAndPrint);
@@ -537,7 +538,7 @@ fn size_source() -> Option<std::os::fd::OwnedFd> {
 
 /// Copies our terminal's window size to the container's pty master now and on every
 /// SIGWINCH, from a thread of its own (for as long as this process lives).
-fn forward_window_size(master: std::os::fd::OwnedFd) {
+pub(crate) fn forward_window_size(master: std::os::fd::OwnedFd) {
     use std::os::fd::AsFd as _;
     let Some(src) = size_source() else { return };
     let _ = rbuild_executor::tty::copy_window_size(src.as_fd(), master.as_fd());
@@ -612,9 +613,15 @@ fn run_on_pty(
     mut log: LogWriter,
     print: bool,
     input: bool,
+    server: Option<super::attach::Server>,
 ) -> rbuild_executor::Result<rbuild_executor::ExitStatus> {
+    let server = server.map(std::sync::Arc::new);
+    let for_master = server.clone();
     let mut pending: Vec<u8> = Vec::new();
     let mut on_output = |bytes: &[u8]| {
+        if let Some(s) = &server {
+            s.broadcast(bytes);
+        }
         if print {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(bytes);
@@ -628,7 +635,12 @@ fn run_on_pty(
     };
     let io = rbuild_executor::tty::PtyIo {
         tty: terminal_spec(print),
-        on_master: Some(Box::new(move |m| attach_terminal(m, print, input))),
+        on_master: Some(Box::new(move |m: std::os::fd::OwnedFd| {
+            if let (Some(s), Ok(copy)) = (&for_master, m.try_clone()) {
+                s.listen(copy);
+            }
+            attach_terminal(m, print, input)
+        })),
         on_output: &mut on_output,
     };
     let status = rbuild_executor::run(spec, Stdio::Pty(io), opts);

@@ -99,7 +99,8 @@ pub fn fd_socketpair() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Sends descriptor `fd` over the unix socket `sock`.
-pub fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> Result<()> {
+pub fn send_fd(sock: impl AsFd, fd: impl AsFd) -> Result<()> {
+    let (sock, fd) = (sock.as_fd(), fd.as_fd());
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(b"t")];
@@ -109,7 +110,8 @@ pub fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> Result<()> {
 }
 
 /// Receives one descriptor sent with [`send_fd`]; `None` when the peer closed without one.
-pub fn recv_fd(sock: &OwnedFd) -> Result<Option<OwnedFd>> {
+pub fn recv_fd(sock: impl AsFd) -> Result<Option<OwnedFd>> {
+    let sock = sock.as_fd();
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!([RawFd; 1]);

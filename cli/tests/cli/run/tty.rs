@@ -338,3 +338,27 @@ fn run_it_command_not_found_is_127() {
     );
     assert!(t.cooked(), "the terminal was left in raw mode");
 }
+
+#[test]
+fn attach_to_a_detached_tty_container_and_detach() {
+    let Some(env) = Env::new() else { return };
+    env.ok(&["run", "-dit", "--name", "a", "busybox", "sh"]);
+    let mut t = Term::spawn(&env, &["attach", "a"]);
+    t.send(b"echo hi-$((40+2)); stty size\n");
+    t.expect("hi-42\r\n");
+    t.expect("40 100\r\n");
+    // Ctrl-P Ctrl-Q: detached, the container keeps running.
+    t.send(&[0x10, 0x11]);
+    assert_eq!(t.wait(), 0, "{:?}", t.text());
+    assert!(t.cooked(), "the terminal was left in raw mode");
+    assert!(env.ok(&["ps"]).contains(" a\n"));
+    // Attached again, `exit 4` ends the container and attach returns its code.
+    let mut t = Term::spawn(&env, &["attach", "a"]);
+    t.send(b"echo again; exit 4\n");
+    t.expect("again\r\n");
+    assert_eq!(t.wait(), 4, "{:?}", t.text());
+    assert_eq!(env.ok(&["wait", "a"]).trim(), "4");
+    let out = env.run(&["attach", "a"]);
+    assert_ne!(code(&out), 0);
+    env.ok(&["rm", "a"]);
+}
