@@ -92,7 +92,7 @@ pub fn security_config(args: &SecurityArgs, limits: &mut Limits) -> Result<Secur
                     "" => return Err(format!("invalid --security-opt {opt:?}: no profile")),
                     path => Seccomp::Profile(
                         Profile::from_file(std::path::Path::new(path))
-                            .map_err(|e| format!("opening seccomp profile ({path}) failed: {e}"))?,
+                            .map_err(|e| e.to_string())?,
                     ),
                 }
             }
