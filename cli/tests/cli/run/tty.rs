@@ -108,7 +108,8 @@ impl Term {
                 self.seen.extend_from_slice(&b);
             }
         };
-        while let Ok(b) = self.rx.recv_timeout(Duration::from_millis(200)) {
+        // Everything rbuild wrote is in the pty already; a quiet second ends it.
+        while let Ok(b) = self.rx.recv_timeout(Duration::from_secs(1)) {
             self.seen.extend_from_slice(&b);
         }
         status.code().unwrap_or(-1)
