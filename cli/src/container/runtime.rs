@@ -32,6 +32,15 @@ pub fn snapshotter(root: &Path) -> Result<Snapshotter, String> {
 /// `rbuild create`: resolves (pulls) the image, makes its layers snapshots through the build
 /// worker, prepares the container's snapshot and records the container. Returns its ID.
 pub fn create(root: &Path, args: &CreateArgs, registry: RegistryOptions) -> Result<String, String> {
+    // Bad security flags (a capability name, a seccomp profile file) fail before any pull.
+    let mut limits = rbuild_executor::cgroup::Limits {
+        memory_bytes: args
+            .memory
+            .as_deref()
+            .and_then(|m| super::args::parse_bytes(m).ok()),
+        ..Default::default()
+    };
+    super::security::security_config(&args.security, &mut limits)?;
     let worker = RealWorker::open(
         WorkerConfig {
             root: root.to_path_buf(),

@@ -183,6 +183,18 @@ fn seccomp_profile_file_denies_mkdir_and_bad_json_names_the_file() {
     let out = env.run(&["run", "--rm", "--security-opt", &opt, "busybox", "true"]);
     assert_eq!(code(&out), 125);
     assert!(stderr(&out).contains("broken.json"), "{}", stderr(&out));
+    // Checked before the image is looked up (no pull of a missing image).
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "--security-opt",
+        &opt,
+        "no-such-image",
+    ]);
+    assert_eq!(code(&out), 125);
+    assert!(stderr(&out).contains("broken.json"), "{}", stderr(&out));
 }
 
 #[test]
