@@ -32,6 +32,11 @@ pub fn parse(flags: &[String]) -> Result<Contexts, String> {
             .filter(|(n, v)| !n.is_empty() && !v.is_empty())
             .ok_or_else(|| format!("invalid --build-context {flag:?}: expected NAME=VALUE"))?;
         let key = named_context_key(name);
+        if key == super::worker::MAIN_CONTEXT {
+            return Err(format!(
+                "--build-context {name}=...: `{key}` names the main build context; pick another name"
+            ));
+        }
         if out.named.contains_key(&key) {
             return Err(format!("--build-context {name:?} given twice"));
         }
@@ -81,6 +86,7 @@ mod tests {
             NamedContext::Image("docker.io/library/busybox:1".into())
         );
         assert!(parse(&["x".into()]).is_err());
+        assert!(parse(&["context=docker-image://busybox".into()]).is_err());
         assert!(parse(&["x=/definitely/not/here".into()]).is_err());
         assert!(parse(&["x=https://example.com/a.git".into()]).is_err());
         assert!(parse(&["a=docker-image://b".into(), "A=docker-image://c".into()]).is_err());
