@@ -396,6 +396,141 @@ mod tests {
         assert_eq!(parse_version("6.18.44-fc"), (6, 18));
     }
 
+    /// A classic-BPF interpreter for the instructions seccompiler emits, over a
+    /// `seccomp_data` of (arch, nr, args).
+    fn eval(prog: &BpfProgram, arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let word = |off: u32| -> u32 {
+            match off {
+                0 => nr,
+                4 => arch,
+                o if (16..64).contains(&o) => {
+                    let a = args[((o - 16) / 8) as usize];
+                    if (o - 16) % 8 == 0 {
+                        a as u32
+                    } else {
+                        (a >> 32) as u32
+                    }
+                }
+                o => panic!("load at {o}"),
+            }
+        };
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let f = &prog[pc];
+            pc += 1;
+            match f.code {
+                0x20 => acc = word(f.k),
+                0x54 => acc &= f.k,
+                0x05 => pc += f.k as usize,
+                0x15 | 0x25 | 0x35 | 0x45 => {
+                    let hit = match f.code {
+                        0x15 => acc == f.k,
+                        0x25 => acc > f.k,
+                        0x35 => acc >= f.k,
+                        _ => acc & f.k != 0,
+                    };
+                    pc += usize::from(if hit { f.jt } else { f.jf });
+                }
+                0x06 => return f.k,
+                c => panic!("opcode {c:#x}"),
+            }
+        }
+    }
+
+    /// The kernel's verdict over several filters: the most severe action (signed
+    /// comparison of the action bits); among equals the newest filter's.
+    fn verdict(progs: &[BpfProgram], nr: i64, args: [u64; 6]) -> u32 {
+        let audit = match std::env::consts::ARCH {
+            "x86_64" => 62 | 0x8000_0000 | 0x4000_0000,
+            _ => 183 | 0x8000_0000 | 0x4000_0000,
+        };
+        let mut best: Option<u32> = None;
+        for p in progs.iter().rev() {
+            let r = eval(p, audit, nr as u32, args);
+            let action = |v: u32| (v & 0xffff_0000) as i32;
+            if best.is_none_or(|b| action(r) < action(b)) {
+                best = Some(r);
+            }
+        }
+        best.unwrap()
+    }
+
+    fn nr(name: &str) -> i64 {
+        i64::from(syscalls::Sysno::from_str(name).unwrap().id())
+    }
+
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
+    #[test]
+    fn default_profile_verdicts_are_dockers() {
+        let p = default_profile();
+        let plain = compile(&p, &caps(&["CAP_CHOWN", "CAP_KILL"])).unwrap();
+        let admin = compile(&p, &caps(&["CAP_SYS_ADMIN"])).unwrap();
+        let z = [0u64; 6];
+        assert_eq!(verdict(&plain, nr("read"), z), ALLOW);
+        assert_eq!(verdict(&plain, nr("mount"), z), EPERM);
+        assert_eq!(verdict(&admin, nr("mount"), z), ALLOW);
+        assert_eq!(verdict(&plain, nr("unshare"), z), EPERM);
+        assert_eq!(verdict(&plain, nr("keyctl"), z), EPERM);
+        assert_eq!(verdict(&admin, nr("keyctl"), z), EPERM);
+        // clone: plain forks are fine, namespace flags are not (without CAP_SYS_ADMIN).
+        let sigchld = [17u64, 0, 0, 0, 0, 0];
+        let newuser = [17u64 | 0x1000_0000, 0, 0, 0, 0, 0];
+        assert_eq!(verdict(&plain, nr("clone"), sigchld), ALLOW);
+        assert_eq!(verdict(&plain, nr("clone"), newuser), EPERM);
+        assert_eq!(verdict(&admin, nr("clone"), newuser), ALLOW);
+        assert_eq!(
+            verdict(&plain, nr("clone3"), z),
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+        );
+        // personality: only the allowed personas.
+        assert_eq!(
+            verdict(&plain, nr("personality"), [8, 0, 0, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(
+            verdict(&plain, nr("personality"), [0xffff_ffff, 0, 0, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(
+            verdict(&plain, nr("personality"), [0x0040_0000, 0, 0, 0, 0, 0]),
+            EPERM
+        );
+        // socket: AF_VSOCK (40) refused, AF_INET allowed.
+        assert_eq!(verdict(&plain, nr("socket"), [40, 1, 0, 0, 0, 0]), EPERM);
+        assert_eq!(verdict(&plain, nr("socket"), [2, 1, 0, 0, 0, 0]), ALLOW);
+        if std::env::consts::ARCH == "x86_64" {
+            assert_eq!(verdict(&plain, 0x4000_0000 | nr("read"), z), EPERM, "x32");
+        }
+    }
+
+    #[test]
+    fn mixed_actions_follow_libseccomp_meaning() {
+        let p: Profile = serde_json::from_str(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":38,"syscalls":[
+                {"names":["read","write"],"action":"SCMP_ACT_ALLOW"},
+                {"names":["mkdir"],"action":"SCMP_ACT_KILL_PROCESS"},
+                {"names":["getpid"],"action":"SCMP_ACT_LOG"},
+                {"names":["openat"],"action":"SCMP_ACT_ALLOW",
+                 "args":[{"index":2,"value":3,"valueTwo":0,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
+        )
+        .unwrap();
+        let progs = compile(&p, &caps(&[])).unwrap();
+        let z = [0u64; 6];
+        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        assert_eq!(verdict(&progs, nr("read"), z), ALLOW);
+        assert_eq!(verdict(&progs, nr("close"), z), enosys);
+        assert_eq!(
+            verdict(&progs, nr("mkdir"), z),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
+        assert_eq!(verdict(&progs, nr("getpid"), z), libc::SECCOMP_RET_LOG);
+        // openat read-only (flags & O_ACCMODE == 0) allowed, for writing not.
+        assert_eq!(verdict(&progs, nr("openat"), [0, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(verdict(&progs, nr("openat"), [0, 0, 2, 0, 0, 0]), enosys);
+    }
+
     #[test]
     fn custom_profiles_compile_and_bad_ones_are_refused() {
         let p: Profile = serde_json::from_str(
