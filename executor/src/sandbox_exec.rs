@@ -196,6 +196,8 @@ fn exec_monitor() -> Result<Report> {
         ("uts", CloneFlags::CLONE_NEWUTS),
         ("net", CloneFlags::CLONE_NEWNET),
         ("pid", CloneFlags::CLONE_NEWPID),
+        // After joining the cgroup: a private cgroup namespace shows it as `/`.
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
         ("mnt", CloneFlags::CLONE_NEWNS),
     ] {
         let path = PathBuf::from(format!("/proc/{}/ns/{name}", spec.pid));

@@ -462,6 +462,25 @@ fn exec_gets_the_containers_capabilities_and_seccomp() {
     assert_eq!(field(&o, "Seccomp"), "0", "{o}");
     assert_ne!(field(&o, "CapEff"), "00000000a80425fa", "{o}");
     env.ok(&["rm", "-f", "sec"]);
+
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cgns",
+        "--cgroupns",
+        "private",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let o = env.ok(&["exec", "cgns", "cat", "/proc/self/cgroup"]);
+    let cg: Vec<&str> = o.lines().filter(|l| l.contains(":/")).collect();
+    assert!(
+        !cg.is_empty() && cg.iter().all(|l| l.ends_with(":/")),
+        "{o}"
+    );
+    env.ok(&["rm", "-f", "cgns"]);
 }
 
 #[test]
