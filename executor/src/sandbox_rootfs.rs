@@ -204,16 +204,15 @@ fn mount_cgroups(target: &Path, groups: &[(String, PathBuf)], privileged: bool) 
         sys::bind_mount(dir, &t, false, ro)?;
     }
     if ro {
-        sys::remount_readonly(target, M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC)
-            .or_else(|_| {
-                sys::mount(
-                    None,
-                    target,
-                    None,
-                    M::MS_REMOUNT | M::MS_RDONLY | M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
-                    None,
-                )
-            })?;
+        sys::remount_readonly(target, M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC).or_else(|_| {
+            sys::mount(
+                None,
+                target,
+                None,
+                M::MS_REMOUNT | M::MS_RDONLY | M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
+                None,
+            )
+        })?;
     }
     Ok(())
 }
