@@ -12,8 +12,10 @@
 //! most severe verdict: one that returns `ALLOW` for every syscall some rule names (and the
 //! default action otherwise), and one per other action that returns it for that action's
 //! rules (and `ALLOW` otherwise). A syscall that matches a rule so gets that rule's action,
-//! any other the default action — libseccomp's meaning. On x86_64 a small filter of our own
-//! also refuses x32-ABI syscall numbers, which would otherwise bypass a deny list.
+//! any other the default action — libseccomp's meaning. On x86_64 the rules are compiled
+//! for 64-bit and for i386 numbers (each program judges its own architecture's calls and
+//! passes the other's), a last program kills any third architecture, and a small one of our
+//! own refuses x32-ABI syscall numbers, which would otherwise bypass a deny list.
 //!
 //! [`default_profile`] is rbuild's own policy written from Docker's documentation of its
 //! default profile ("Significant syscalls blocked by the default profile"): a deny list
@@ -250,11 +252,56 @@ fn key(a: &SeccompAction) -> u32 {
 }
 
 /// Compiles `profile` for a process holding `caps` into the BPF programs to install, in
-/// order.
+/// order. On x86_64 the profile is compiled twice, for 64-bit and for 32-bit (i386)
+/// syscall numbers: each program judges the calls of its own architecture and lets the
+/// other's through, and a last one kills calls of any third architecture.
 pub(crate) fn compile(profile: &Profile, caps: &BTreeSet<String>) -> Result<Vec<BpfProgram>> {
     profile.check()?;
     let (arch, arch_names) = native_arch()?;
     let kernel = kernel_version();
+    let native = programs(profile, caps, kernel, arch, arch_names, &|n| {
+        syscalls::Sysno::from_str(n).ok().map(|s| i64::from(s.id()))
+    })?;
+    if arch != TargetArch::x86_64 {
+        return Ok(native);
+    }
+    let compat = programs(
+        profile,
+        caps,
+        kernel,
+        arch,
+        &["x86", "i386", "SCMP_ARCH_X86"],
+        &|n| {
+            syscalls::x86::Sysno::from_str(n)
+                .ok()
+                .map(|s| i64::from(s.id()))
+        },
+    )?;
+    let mut out = vec![x32_guard()];
+    for p in native {
+        out.push(pass_other_arches(p, AUDIT_ARCH_X86_64)?);
+    }
+    for p in compat {
+        out.push(pass_other_arches(p, AUDIT_ARCH_I386)?);
+    }
+    out.push(arch_guard(&[AUDIT_ARCH_X86_64, AUDIT_ARCH_I386]));
+    Ok(out)
+}
+
+const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
+/// Offset of `arch` in `struct seccomp_data`.
+const ARCH_OFFSET: u32 = 4;
+
+/// The programs of `profile` for one architecture (`resolve`: syscall name → number).
+fn programs(
+    profile: &Profile,
+    caps: &BTreeSet<String>,
+    kernel: (u32, u32),
+    arch: TargetArch,
+    arch_names: &[&str],
+    resolve: &dyn Fn(&str) -> Option<i64>,
+) -> Result<Vec<BpfProgram>> {
     let default = action(&profile.default_action, profile.default_errno_ret)?;
     let mut by_action: BTreeMap<u32, (SeccompAction, Rules)> = BTreeMap::new();
     for r in &profile.syscalls {
@@ -277,16 +324,12 @@ pub(crate) fn compile(profile: &Profile, caps: &BTreeSet<String>) -> Result<Vec<
             .1;
         for name in r.names.iter().chain(r.name.iter()) {
             // Names this kernel or architecture does not have are ignored, as Docker does.
-            let Ok(nr) = syscalls::Sysno::from_str(name) else {
-                continue;
-            };
-            add_rule(group, i64::from(nr.id()), rule.clone());
+            if let Some(nr) = resolve(name) {
+                add_rule(group, nr, rule.clone());
+            }
         }
     }
     let mut out = Vec::new();
-    if arch == TargetArch::x86_64 {
-        out.push(x32_guard());
-    }
     if default != SeccompAction::Allow {
         let mut any = Rules::new();
         for (_, rules) in by_action.values() {
@@ -310,6 +353,58 @@ pub(crate) fn compile(profile: &Profile, caps: &BTreeSet<String>) -> Result<Vec<
         out.push(build(rules, SeccompAction::Allow, act.clone(), arch)?);
     }
     Ok(out)
+}
+
+/// Rewrites the architecture check seccompiler puts first (load `arch`; equal → go on;
+/// else kill) to judge `audit` calls and allow every other architecture's.
+fn pass_other_arches(mut p: BpfProgram, audit: u32) -> Result<BpfProgram> {
+    let shape_ok = p.len() > 3
+        && p[0].code == 0x20
+        && p[0].k == ARCH_OFFSET
+        && p[1].code == 0x15
+        && (p[1].jt, p[1].jf) == (1, 0)
+        && p[2].code == 0x06;
+    if !shape_ok {
+        return Err(Error::Seccomp(
+            "unexpected architecture check in a compiled filter".into(),
+        ));
+    }
+    p[1].k = audit;
+    p[2].k = libc::SECCOMP_RET_ALLOW;
+    Ok(p)
+}
+
+/// Kills calls of any architecture not in `allowed`.
+fn arch_guard(allowed: &[u32]) -> BpfProgram {
+    let n = allowed.len();
+    let mut p = vec![sock_filter {
+        code: 0x20,
+        jt: 0,
+        jf: 0,
+        k: ARCH_OFFSET,
+    }];
+    for (i, a) in allowed.iter().enumerate() {
+        // Equal: jump to the ALLOW after the KILL.
+        p.push(sock_filter {
+            code: 0x15,
+            jt: u8::try_from(n - i).unwrap_or(0),
+            jf: 0,
+            k: *a,
+        });
+    }
+    p.push(sock_filter {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_KILL_PROCESS,
+    });
+    p.push(sock_filter {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_ALLOW,
+    });
+    p
 }
 
 /// x86_64: syscall numbers with the x32 bit (0x40000000) fail with EPERM.
@@ -441,9 +536,13 @@ mod tests {
     /// comparison of the action bits); among equals the newest filter's.
     fn verdict(progs: &[BpfProgram], nr: i64, args: [u64; 6]) -> u32 {
         let audit = match std::env::consts::ARCH {
-            "x86_64" => 62 | 0x8000_0000 | 0x4000_0000,
+            "x86_64" => AUDIT_ARCH_X86_64,
             _ => 183 | 0x8000_0000 | 0x4000_0000,
         };
+        verdict_on(progs, audit, nr, args)
+    }
+
+    fn verdict_on(progs: &[BpfProgram], audit: u32, nr: i64, args: [u64; 6]) -> u32 {
         let mut best: Option<u32> = None;
         for p in progs.iter().rev() {
             let r = eval(p, audit, nr as u32, args);
@@ -502,6 +601,23 @@ mod tests {
         assert_eq!(verdict(&plain, nr("socket"), [2, 1, 0, 0, 0, 0]), ALLOW);
         if std::env::consts::ARCH == "x86_64" {
             assert_eq!(verdict(&plain, 0x4000_0000 | nr("read"), z), EPERM, "x32");
+            // 32-bit x86 calls are judged by their own numbers.
+            let i386 = |name: &str| i64::from(syscalls::x86::Sysno::from_str(name).unwrap().id());
+            let on = |progs: &[BpfProgram], name: &str| {
+                verdict_on(progs, AUDIT_ARCH_I386, i386(name), z)
+            };
+            assert_eq!(on(&plain, "read"), ALLOW);
+            assert_eq!(on(&plain, "mount"), EPERM);
+            assert_eq!(on(&admin, "mount"), ALLOW);
+            assert_eq!(on(&plain, "ptrace"), ALLOW);
+            // i386's `mount` (21) is x86_64's `access`: each judged by its own table.
+            assert_eq!(verdict(&plain, i386("mount"), z), ALLOW);
+            // Any other architecture is killed.
+            let arm = 40 | 0x4000_0000;
+            assert_eq!(
+                verdict_on(&plain, arm, nr("read"), z),
+                libc::SECCOMP_RET_KILL_PROCESS
+            );
         }
     }
 
