@@ -115,6 +115,24 @@ impl Term {
         status.code().unwrap_or(-1)
     }
 
+    /// Types Ctrl-C until rbuild exits (a SIGINT that lands between the shell's fork and
+    /// the command's exec is the shell's, not the command's); returns the exit code.
+    fn interrupt(&mut self) -> i32 {
+        for _ in 0..30 {
+            self.send(&[0x03]);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if self.child.try_wait().unwrap().is_some() {
+                    return self.wait();
+                }
+                if let Ok(b) = self.rx.recv_timeout(Duration::from_millis(50)) {
+                    self.seen.extend_from_slice(&b);
+                }
+            }
+        }
+        self.wait()
+    }
+
     /// Whether the terminal is back in canonical (cooked) mode.
     fn cooked(&self) -> bool {
         tcgetattr(&self.slave)
@@ -168,8 +186,7 @@ fn ctrl_c_reaches_the_container_as_sigint() {
         ],
     );
     t.expect("ready");
-    t.send(&[0x03]);
-    let rc = t.wait();
+    let rc = t.interrupt();
     let out = t.text();
     assert_eq!(rc, 130, "{out:?}");
     assert!(out.contains("interrupted\r\n"), "{out:?}");
@@ -294,8 +311,7 @@ fn ctrl_c_with_init_interrupts_sleep() {
         ],
     );
     t.expect("ready");
-    t.send(&[0x03]);
-    assert_eq!(t.wait(), 130, "{:?}", t.text());
+    assert_eq!(t.interrupt(), 130, "{:?}", t.text());
     assert!(t.cooked(), "the terminal was left in raw mode");
 }
 
