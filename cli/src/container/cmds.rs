@@ -397,10 +397,16 @@ fn parse_time_bound(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
             return Ok(t.and_utc());
         }
     }
-    if let Ok(secs) = s.parse::<f64>() {
-        let whole = secs.trunc() as i64;
-        let nanos = ((secs - secs.trunc()) * 1e9) as u32;
-        if let Some(t) = chrono::DateTime::from_timestamp(whole, nanos) {
+    // Unix seconds, the fraction read as digits (an f64 would lose the nanoseconds).
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(secs) = whole.parse::<i64>()
+    {
+        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+        let nanos = digits.parse::<u32>().unwrap_or(0);
+        if let Some(t) = chrono::DateTime::from_timestamp(secs, nanos) {
             return Ok(t);
         }
     }
@@ -767,4 +773,40 @@ pub fn inspect_value(containers: &Containers, id: &str) -> Result<Value, String>
             "Ports": st.ports,
         },
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_bounds_as_docker_reads_them() {
+        let t = parse_time_bound("1700000000.123456789").unwrap();
+        assert_eq!(
+            (t.timestamp(), t.timestamp_subsec_nanos()),
+            (1_700_000_000, 123_456_789)
+        );
+        assert_eq!(
+            parse_time_bound("1700000000").unwrap().timestamp(),
+            1_700_000_000
+        );
+        let t = parse_time_bound("2024-01-02T03:04:05.5+01:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-01-02T02:04:05.500+00:00");
+        assert_eq!(
+            parse_time_bound("2024-01-02").unwrap().to_rfc3339(),
+            "2024-01-02T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_go_duration("1h30m"),
+            chrono::Duration::try_minutes(90)
+        );
+        assert_eq!(
+            parse_go_duration("1.5s"),
+            chrono::Duration::try_milliseconds(1500)
+        );
+        assert!(parse_go_duration("10x").is_none());
+        assert!(parse_time_bound("yesterday").is_err());
+        assert!(parse_time_bound("").is_err());
+    }
 }
