@@ -3,16 +3,16 @@
 //! outputs, and print BuildKit-style progress and a summary on stderr.
 
 pub mod args;
-mod emulation;
 pub mod cache_io;
 mod contexts;
+mod emulation;
 pub mod explain;
 mod export;
 mod output;
 pub mod progress;
+mod reproducible;
 pub mod secrets;
 mod ssh_keys;
-mod reproducible;
 mod stdin;
 pub mod worker;
 
@@ -285,7 +285,9 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
     }
     if args.reproducible && !build_args.contains_key("SOURCE_DATE_EPOCH") {
         let dir = context.as_deref().ok_or_else(|| {
-            miette!("--reproducible needs a context directory in a git checkout (or SOURCE_DATE_EPOCH)")
+            miette!(
+                "--reproducible needs a context directory in a git checkout (or SOURCE_DATE_EPOCH)"
+            )
         })?;
         let epoch = reproducible::commit_time(dir).map_err(|e| miette!("{e}"))?;
         build_args.insert("SOURCE_DATE_EPOCH".to_string(), epoch);

@@ -439,9 +439,9 @@ fn memory_limit_oom_is_137() {
 }
 
 mod bridge;
-mod prune;
-mod tty;
-mod lifecycle;
 mod commit;
-mod volumes;
+mod lifecycle;
+mod prune;
 mod security;
+mod tty;
+mod volumes;

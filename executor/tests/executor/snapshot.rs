@@ -294,6 +294,9 @@ fn overlay_probe_is_remembered_for_the_boot() {
     assert_eq!(Snapshotter::open(&root).unwrap().backend(), Backend::Naive);
     // A verdict from another boot (or filesystem) is probed again.
     std::fs::write(&probe, "other-boot 0 no\n").unwrap();
-    assert_eq!(Snapshotter::open(&root).unwrap().backend(), Backend::Overlay);
+    assert_eq!(
+        Snapshotter::open(&root).unwrap().backend(),
+        Backend::Overlay
+    );
     assert!(mounts_under(dir.path()).is_empty());
 }

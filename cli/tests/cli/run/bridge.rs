@@ -20,8 +20,7 @@ fn two_containers_talk_over_the_bridge() {
         "-h",
         "/etc",
     ]);
-    let inspect: serde_json::Value =
-        serde_json::from_str(&env.ok(&["inspect", "srv"])).unwrap();
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "srv"])).unwrap();
     let ip = inspect[0]["NetworkSettings"]["IPAddress"]
         .as_str()
         .unwrap()
