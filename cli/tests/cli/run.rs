@@ -13,6 +13,9 @@ use crate::build::Root;
 struct Env {
     root: Root,
     ids: std::cell::RefCell<Vec<String>>,
+    /// Leaked-looking cgroups that existed before this test (a SIGKILLed rbuild of another
+    /// run leaves its group until the next start cleans it): not this test's to answer for.
+    cgroups_before: Vec<std::path::PathBuf>,
 }
 
 impl Env {
@@ -20,6 +23,7 @@ impl Env {
         Some(Env {
             root: Root::new()?,
             ids: Default::default(),
+            cgroups_before: leaked_cgroups(),
         })
     }
 
@@ -33,7 +37,8 @@ impl Env {
         c
     }
 
-    /// Runs `rbuild ARGS`, killed after `limit`.
+    /// Runs `rbuild ARGS`, killed after `limit`. Its output is read while it runs, so a
+    /// command that prints more than a pipe holds does not stall.
     fn run_limit(&self, args: &[&str], limit: Duration) -> Output {
         let mut child = self
             .cmd(args)
@@ -42,18 +47,34 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        fn drain(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.read_to_end(&mut buf);
+                buf
+            })
+        }
+        let out = drain(child.stdout.take().unwrap());
+        let err = drain(child.stderr.take().unwrap());
         let deadline = Instant::now() + limit;
-        while child.try_wait().unwrap().is_none() {
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("rbuild {args:?} did not finish within {limit:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
+        };
+        let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
         self.note_ids();
-        out
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -146,7 +167,10 @@ impl Drop for Env {
             let meta = std::fs::read_to_string(e.path().join("meta.json")).unwrap_or_default();
             assert!(!meta.contains("\"ctr-"), "container snapshot left: {meta}");
         }
-        let leaked = leaked_cgroups();
+        let leaked: Vec<_> = leaked_cgroups()
+            .into_iter()
+            .filter(|g| !self.cgroups_before.contains(g))
+            .collect();
         assert!(leaked.is_empty(), "cgroups left behind: {leaked:?}");
     }
 }
