@@ -39,9 +39,13 @@ pub enum ImageCommand {
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
     },
-    /// Display detailed information on one or more images
+    /// Display detailed information on one or more images or containers
     Inspect {
-        #[arg(required = true, value_name = "IMAGE")]
+        /// Format each object with a Go template (`{{.State.ExitCode}}`, `{{json .Config}}`,
+        /// `{{index .Config.Labels "k"}}`)
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true, value_name = "IMAGE|CONTAINER")]
         images: Vec<String>,
     },
     /// Show the history of an image
@@ -128,6 +132,10 @@ pub enum SystemCommand {
         /// Do not prompt for confirmation
         #[arg(short, long)]
         force: bool,
+        /// Also remove anonymous volumes no container uses (as Docker 23+; named ones go
+        /// only with `volume prune -a`)
+        #[arg(long)]
+        volumes: bool,
     },
 }
 
@@ -157,7 +165,10 @@ pub fn run(cmd: ImageCommand, global: &crate::GlobalOpts) -> miette::Result<Exit
             force,
             images: refs,
         } => rmi(&store, &images, &refs, force),
-        ImageCommand::Inspect { images: refs } => inspect(&store, &images, &refs),
+        ImageCommand::Inspect {
+            format,
+            images: refs,
+        } => inspect(&store, &images, &refs, format.as_deref()),
         ImageCommand::History {
             no_trunc,
             quiet,
@@ -180,7 +191,11 @@ pub fn run(cmd: ImageCommand, global: &crate::GlobalOpts) -> miette::Result<Exit
             }
             Ok(code)
         }
-        ImageCommand::System(SystemCommand::Prune { all, force }) => prune(&store, all, force),
+        ImageCommand::System(SystemCommand::Prune {
+            all,
+            force,
+            volumes,
+        }) => prune(&store, all, force, volumes),
     }
 }
 
@@ -403,7 +418,12 @@ fn inspect_json(store: &Store, images: &Images, rec: &ImageRecord) -> miette::Re
     Ok(obj)
 }
 
-fn inspect(store: &Store, images: &Images, refs: &[String]) -> miette::Result<ExitCode> {
+fn inspect(
+    store: &Store,
+    images: &Images,
+    refs: &[String],
+    format: Option<&str>,
+) -> miette::Result<ExitCode> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for r in refs {
@@ -416,7 +436,18 @@ fn inspect(store: &Store, images: &Images, refs: &[String]) -> miette::Result<Ex
             },
         }
     }
-    println!("{}", json_pretty(&Value::Array(out)));
+    match format {
+        // `docker inspect -f json` is the plain JSON too.
+        Some(tpl) if tpl != "json" => {
+            for v in &out {
+                println!(
+                    "{}",
+                    format::render_template(tpl, v).map_err(|e| miette!("{e}"))?
+                );
+            }
+        }
+        _ => println!("{}", json_pretty(&Value::Array(out))),
+    }
     if errors.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -614,6 +645,7 @@ fn df(store: &Store) -> miette::Result<ExitCode> {
         let p = (part * 100).checked_div(total).unwrap_or(0);
         format!("{} ({p}%)", human_size(part))
     };
+    let (containers, volumes) = container_and_volume_usage(store)?;
     let rows = vec![
         vec![
             "Images".to_string(),
@@ -621,6 +653,20 @@ fn df(store: &Store) -> miette::Result<ExitCode> {
             du.images_named.to_string(),
             human_size(du.blobs_size),
             pct(du.blobs_reclaimable, du.blobs_size),
+        ],
+        vec![
+            "Containers".to_string(),
+            containers.total.to_string(),
+            containers.active.to_string(),
+            human_size(containers.size),
+            pct(containers.reclaimable, containers.size),
+        ],
+        vec![
+            "Local Volumes".to_string(),
+            volumes.total.to_string(),
+            volumes.active.to_string(),
+            human_size(volumes.size),
+            pct(volumes.reclaimable, volumes.size),
         ],
         vec![
             "Snapshots".to_string(),
@@ -635,6 +681,54 @@ fn df(store: &Store) -> miette::Result<ExitCode> {
         table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Counts and sizes of one `system df` row.
+#[derive(Default)]
+struct Usage {
+    total: usize,
+    active: usize,
+    size: u64,
+    reclaimable: u64,
+}
+
+/// The Containers row (a container's size is its writable layer; a stopped one's is
+/// reclaimable) and the Local Volumes row (a volume is active while a container uses it).
+fn container_and_volume_usage(store: &Store) -> miette::Result<(Usage, Usage)> {
+    use crate::container::{
+        state::{Containers, Status},
+        volumes::Volumes,
+    };
+    let containers = Containers::open(store.root()).map_err(|e| miette!("{e}"))?;
+    let sn = crate::container::runtime::snapshotter(store.root()).map_err(|e| miette!("{e}"))?;
+    let mut c = Usage::default();
+    for id in containers.ids() {
+        let Ok(cfg) = containers.config(&id) else {
+            continue;
+        };
+        let size = sn.usage(&cfg.snapshot).map_or(0, |u| u.size_bytes);
+        c.total += 1;
+        c.size += size;
+        if containers.state(&id).status == Status::Running {
+            c.active += 1;
+        } else {
+            c.reclaimable += size;
+        }
+    }
+    let vols = Volumes::open(store.root()).map_err(|e| miette!("{e}"))?;
+    let users = vols.users(&containers);
+    let mut v = Usage::default();
+    for m in vols.list() {
+        let size = vols.size(&m.name);
+        v.total += 1;
+        v.size += size;
+        if users.contains_key(&m.name) {
+            v.active += 1;
+        } else {
+            v.reclaimable += size;
+        }
+    }
+    Ok((c, v))
 }
 
 /// Removes the containers that are not running (`docker system prune` does); returns their IDs.
@@ -653,10 +747,13 @@ fn prune_stopped_containers(store: &Store) -> miette::Result<Vec<String>> {
     Ok(removed)
 }
 
-fn prune(store: &Store, all: bool, force: bool) -> miette::Result<ExitCode> {
+fn prune(store: &Store, all: bool, force: bool, volumes: bool) -> miette::Result<ExitCode> {
     if !force {
         println!("WARNING! This will remove:");
         println!("  - all stopped containers");
+        if volumes {
+            println!("  - all anonymous volumes not used by at least one container");
+        }
         if all {
             println!("  - all images");
         } else {
@@ -682,6 +779,17 @@ fn prune(store: &Store, all: bool, force: bool) -> miette::Result<ExitCode> {
         }
         println!();
     }
+    let mut volumes_freed = 0;
+    if volumes {
+        use crate::container::{state::Containers, volumes::Volumes};
+        let containers = Containers::open(store.root()).map_err(|e| miette!("{e}"))?;
+        let vols = Volumes::open(store.root()).map_err(|e| miette!("{e}"))?;
+        let removed = vols
+            .prune(&containers, false, &[])
+            .map_err(|e| miette!("{e}"))?;
+        crate::container::volumes::print_pruned(&removed);
+        volumes_freed = removed.iter().map(|(_, n)| n).sum();
+    }
     let in_use = images_in_use(store).into_keys().collect();
     let report = gc::prune(store, all, &in_use).map_err(err)?;
     if !report.images_removed.is_empty() {
@@ -698,6 +806,9 @@ fn prune(store: &Store, all: bool, force: bool) -> miette::Result<ExitCode> {
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(report.bytes_freed));
+    println!(
+        "Total reclaimed space: {}",
+        human_size(report.bytes_freed + volumes_freed)
+    );
     Ok(ExitCode::SUCCESS)
 }

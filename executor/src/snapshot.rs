@@ -746,6 +746,11 @@ pub fn mount(mounts: &Mounts, target: &Path, snapshots_dir: Option<&Path>) -> Re
     }
 }
 
+/// Disk usage of any directory tree (hard links counted once), e.g. a volume's data.
+pub fn tree_usage(path: &Path) -> Result<Usage> {
+    snapshot_fs::usage(path)
+}
+
 /// Unmounts `target` (lazily when busy).
 pub fn unmount(target: &Path) -> Result<()> {
     match sys::unmount(target, false) {

@@ -62,25 +62,7 @@ pub fn implicit_build(args: Vec<OsString>, subcommands: &[String]) -> Vec<OsStri
     args
 }
 
-/// Human size like Docker's (`4.2MB`).
-fn human_size(size: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = size as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < UNITS.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{size}B")
-    } else {
-        format!("{v:.3}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + UNITS[i]
-    }
-}
+use crate::images::format::human_size;
 
 fn progress_mode(args: &BuildArgs) -> Mode {
     if args.quiet {

@@ -165,6 +165,40 @@ impl Volumes {
         out
     }
 
+    /// Bytes a volume's data takes on disk (0 when it cannot be read).
+    pub fn size(&self, name: &str) -> u64 {
+        rbuild_executor::snapshot::tree_usage(&self.data(name)).map_or(0, |u| u.size_bytes)
+    }
+
+    /// Removes the volumes no container uses: anonymous ones, or all with `all`, that pass
+    /// every `label=K[=V]` filter. Returns each removed volume's name and size.
+    pub fn prune(
+        &self,
+        containers: &Containers,
+        all: bool,
+        filters: &[String],
+    ) -> Result<Vec<(String, u64)>, String> {
+        let _lock = self.lock()?;
+        let users = self.users(containers);
+        let mut removed = Vec::new();
+        for m in self.list() {
+            if users.contains_key(&m.name) || (!all && !m.anonymous) {
+                continue;
+            }
+            let label_ok = filters.iter().all(|f| match f.strip_prefix("label=") {
+                Some(l) => label_matches(&m, l),
+                None => true,
+            });
+            if !label_ok {
+                continue;
+            }
+            let size = self.size(&m.name);
+            self.remove_locked(&m.name)?;
+            removed.push((m.name, size));
+        }
+        Ok(removed)
+    }
+
     /// Removes a volume's directory (the caller checked it is unused and holds the lock).
     pub fn remove_locked(&self, name: &str) -> Result<(), String> {
         let dir = self.dir.join(name);
@@ -421,31 +455,12 @@ pub fn run(root: &Path, cmd: VolumeCommand) -> ExitCode {
                         return Ok(());
                     }
                 }
-                let _lock = vols.lock()?;
-                let users = vols.users(&containers);
-                let mut removed = Vec::new();
-                for m in vols.list() {
-                    if users.contains_key(&m.name) || (!all && !m.anonymous) {
-                        continue;
-                    }
-                    let label_ok = filters.iter().all(|f| match f.strip_prefix("label=") {
-                        Some(l) => label_matches(&m, l),
-                        None => true,
-                    });
-                    if !label_ok {
-                        continue;
-                    }
-                    vols.remove_locked(&m.name)?;
-                    removed.push(m.name);
-                }
-                if !removed.is_empty() {
-                    println!("Deleted Volumes:");
-                    for r in &removed {
-                        println!("{r}");
-                    }
-                    println!();
-                }
-                println!("Total reclaimed space: {} volumes", removed.len());
+                let removed = vols.prune(&containers, all, &filters)?;
+                print_pruned(&removed);
+                println!(
+                    "Total reclaimed space: {}",
+                    crate::images::format::human_size(removed.iter().map(|(_, n)| n).sum())
+                );
             }
         }
         Ok(())
@@ -456,6 +471,17 @@ pub fn run(root: &Path, cmd: VolumeCommand) -> ExitCode {
             eprintln!("Error response from daemon: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Prints docker's `Deleted Volumes:` list (nothing when none was removed).
+pub fn print_pruned(removed: &[(String, u64)]) {
+    if !removed.is_empty() {
+        println!("Deleted Volumes:");
+        for (name, _) in removed {
+            println!("{name}");
+        }
+        println!();
     }
 }
 

@@ -141,7 +141,16 @@ impl ListFormat {
     }
 }
 
-/// A template's value of field `name` of `row`: strings as they are, others as JSON.
+/// A template value as text: strings as they are, others as JSON (`<no value>` for null, as Go).
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "<no value>".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A list template's value of top-level field `name` of `row`.
 fn field_text(row: &serde_json::Value, name: &str) -> Option<String> {
     row.get(name).map(|v| match v {
         serde_json::Value::String(s) => s.clone(),
@@ -149,9 +158,24 @@ fn field_text(row: &serde_json::Value, name: &str) -> Option<String> {
     })
 }
 
-/// Renders the Go-template subset Docker users type for list output: text with `\t`/`\n`
-/// escapes and `{{.Field}}` / `{{json .Field}}` actions over `row` (an object with Docker's
-/// field names). Unknown fields and other actions are errors, as in Docker.
+/// The value at a dotted path (`.State.ExitCode`; `.` is `row` itself).
+fn lookup<'a>(row: &'a serde_json::Value, path: &str) -> Result<&'a serde_json::Value, String> {
+    let path = path
+        .strip_prefix('.')
+        .ok_or_else(|| format!("template: unsupported argument {path:?} (use .Field)"))?;
+    let mut v = row;
+    for name in path.split('.').filter(|n| !n.is_empty()) {
+        v = v
+            .get(name)
+            .ok_or_else(|| format!("template: can't evaluate field {name}"))?;
+    }
+    Ok(v)
+}
+
+/// Renders the Go-template subset Docker users type for list and inspect output: text with
+/// `\t`/`\n` escapes and the actions `{{.Field.Sub}}`, `{{json .Field}}` and
+/// `{{index .Field "key"}}` over `row` (an object with Docker's field names). Unknown fields
+/// and other actions are errors, as in Docker.
 pub fn render_template(tpl: &str, row: &serde_json::Value) -> Result<String, String> {
     let tpl = tpl.replace("\\t", "\t").replace("\\n", "\n");
     let mut out = String::new();
@@ -163,23 +187,23 @@ pub fn render_template(tpl: &str, row: &serde_json::Value) -> Result<String, Str
             .find("}}")
             .ok_or_else(|| format!("template: unclosed action in {tpl:?}"))?;
         let action = after[..end].trim().trim_matches('-').trim();
-        let (json, field) = match action.strip_prefix("json ") {
-            Some(f) => (true, f.trim()),
-            None => (false, action),
-        };
-        let name = field.strip_prefix('.').ok_or_else(|| {
-            format!("template: unsupported action {{{{{action}}}}} (use {{{{.Field}}}})")
-        })?;
-        if name.is_empty() && json {
-            out.push_str(&row.to_string());
-        } else {
-            let value = row.get(name).ok_or_else(|| {
-                format!("template: can't evaluate field {name} in type container")
-            })?;
-            if json {
-                out.push_str(&value.to_string());
-            } else {
-                out.push_str(&field_text(row, name).unwrap_or_default());
+        let words: Vec<&str> = action.split_whitespace().collect();
+        match words.as_slice() {
+            [path] if path.starts_with('.') => out.push_str(&value_text(lookup(row, path)?)),
+            ["json", path] => out.push_str(&lookup(row, path)?.to_string()),
+            ["index", path, key] => {
+                let key = key.trim_matches('"');
+                let v = lookup(row, path)?;
+                let item = match key.parse::<usize>() {
+                    Ok(i) if v.is_array() => v.get(i),
+                    _ => v.get(key),
+                };
+                out.push_str(&item.map_or_else(|| "<no value>".to_string(), value_text));
+            }
+            _ => {
+                return Err(format!(
+                    "template: unsupported action {{{{{action}}}}} (use {{{{.Field}}}}, {{{{json .Field}}}} or {{{{index .Field \"key\"}}}})"
+                ));
             }
         }
         rest = &after[end + 2..];
@@ -283,6 +307,25 @@ mod tests {
         );
         assert_eq!(t.unwrap(), "NAMES   SIZE\n");
         assert!(render_template("{{if .ID}}", &rows[0]).is_err());
+    }
+
+    #[test]
+    fn inspect_templates_walk_paths_and_index() {
+        let v = serde_json::json!({
+            "State": {"ExitCode": 3, "Status": "exited", "Health": null},
+            "Config": {"Labels": {"a.b": "x"}, "Env": ["A=1", "B=2"]},
+        });
+        let r = |t: &str| render_template(t, &v);
+        assert_eq!(
+            r("{{.State.Status}} {{.State.ExitCode}}").unwrap(),
+            "exited 3"
+        );
+        assert_eq!(r("{{json .Config.Env}}").unwrap(), r#"["A=1","B=2"]"#);
+        assert_eq!(r(r#"{{index .Config.Labels "a.b"}}"#).unwrap(), "x");
+        assert_eq!(r("{{index .Config.Env 1}}").unwrap(), "B=2");
+        assert_eq!(r("{{.State.Health}}").unwrap(), "<no value>");
+        assert!(r("{{.State.Nope}}").unwrap_err().contains("Nope"));
+        assert!(r("{{range .Config.Env}}{{.}}{{end}}").is_err());
     }
 
     #[test]

@@ -330,3 +330,66 @@ fn read_only_rootfs_with_a_volume_and_a_tmpfs() {
     );
     env.ok(&["volume", "rm", "rov"]);
 }
+
+/// The `system df` row of `kind` as (TOTAL, ACTIVE).
+fn df_row(env: &Env, kind: &str) -> (String, String) {
+    let out = env.ok(&["system", "df"]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(kind))
+        .unwrap_or_else(|| panic!("no {kind} row in:\n{out}"));
+    let cols: Vec<&str> = line[kind.len()..].split_whitespace().collect();
+    (cols[0].to_string(), cols[1].to_string())
+}
+
+#[test]
+fn system_df_counts_volumes_and_containers_and_prune_volumes_takes_unused_anonymous_ones() {
+    let Some(env) = Env::new() else { return };
+    env.ok(&["volume", "create", "keep"]);
+    // A stopped container holding an anonymous volume, then one whose volume is left over.
+    env.ok(&[
+        "create",
+        "--name",
+        "holder",
+        "--network",
+        "none",
+        "-v",
+        "/held",
+        "busybox",
+        "true",
+    ]);
+    env.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "gone",
+        "-v",
+        "/spare",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /spare/f",
+    ]);
+    env.ok(&["rm", "gone"]);
+    assert_eq!(volume_names(&env).len(), 3, "{:?}", volume_names(&env));
+    assert_eq!(df_row(&env, "Local Volumes"), ("3".into(), "1".into()));
+    assert_eq!(df_row(&env, "Containers"), ("1".into(), "0".into()));
+    let mounts = env.ok(&["inspect", "-f", "{{json .Mounts}}", "holder"]);
+    let mounts: serde_json::Value = serde_json::from_str(&mounts).unwrap();
+    let held = mounts[0]["Name"].as_str().unwrap().to_string();
+    assert!(volume_names(&env).contains(&held), "{mounts}");
+
+    // Without --volumes nothing but the stopped container goes.
+    let out = env.ok(&["system", "prune", "-f"]);
+    assert!(!out.contains("Deleted Volumes"), "{out}");
+    assert_eq!(df_row(&env, "Containers"), ("0".into(), "0".into()));
+    assert_eq!(volume_names(&env).len(), 3);
+
+    // The anonymous volumes go (the holder's too, now unused); the named one stays.
+    let out = env.ok(&["system", "prune", "-f", "--volumes"]);
+    assert!(out.contains("Deleted Volumes:"), "{out}");
+    assert!(out.contains(&held), "{out}");
+    assert_eq!(volume_names(&env), vec!["keep".to_string()]);
+    assert_eq!(df_row(&env, "Local Volumes"), ("1".into(), "0".into()));
+}
