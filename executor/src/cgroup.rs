@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// Directory (under the cgroup root on v2, under our own group on v1) holding run groups.
 const PARENT: &str = "rbuild";
-/// v1 controllers a run joins.
-const V1_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+/// v1 controllers a run joins (`freezer` for `pause`).
+const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "freezer"];
 
 /// Resource limits of one run (`None`: unlimited).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -435,6 +435,129 @@ impl Cgroup {
 impl Drop for Cgroup {
     fn drop(&mut self) {
         let _ = self.destroy_inner();
+    }
+}
+
+/// The freezer of a run's group (`docker pause`): v2 `cgroup.freeze`, v1 the freezer
+/// hierarchy's `freezer.state`. Found from a process of the run, and only when that
+/// process is in one of rbuild's run groups: a group the caller shares is never frozen.
+#[derive(Debug, Clone)]
+pub struct Freezer {
+    version: Version,
+    dir: PathBuf,
+}
+
+impl Freezer {
+    /// The freezer of the group process `pid` is in.
+    pub fn of_pid(pid: i32) -> Result<Freezer> {
+        let file = PathBuf::from(format!("/proc/{pid}/cgroup"));
+        let text = fs::read_to_string(&file).map_err(|e| Error::io("read", &file, e))?;
+        let version = version();
+        let (dir, path) = match version {
+            Version::V2 => {
+                let path = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("0::"))
+                    .unwrap_or("/")
+                    .to_string();
+                (
+                    Path::new(CGROUP_ROOT).join(path.trim_start_matches('/')),
+                    path,
+                )
+            }
+            Version::V1 => {
+                let path = text
+                    .lines()
+                    .find_map(|l| {
+                        let mut f = l.splitn(3, ':');
+                        let (_, ctrls, path) = (f.next(), f.next()?, f.next()?);
+                        ctrls.split(',').any(|c| c == "freezer").then_some(path)
+                    })
+                    .unwrap_or("/")
+                    .to_string();
+                let mounts = v1_mounts()?;
+                let mp = mounts
+                    .iter()
+                    .find(|(_, opts)| opts.iter().any(|o| o == "freezer"))
+                    .map(|(mp, _)| mp.clone())
+                    .ok_or_else(|| Error::Cgroup {
+                        path: PathBuf::from(CGROUP_ROOT),
+                        source: std::io::Error::other("no cgroup v1 freezer hierarchy"),
+                    })?;
+                (mp.join(path.trim_start_matches('/')), path)
+            }
+        };
+        let ours = Path::new(&path)
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|p| p == PARENT)
+            && Path::new(&path)
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("run-"));
+        if !ours {
+            return Err(Error::Cgroup {
+                path: dir,
+                source: std::io::Error::other(
+                    "the process is not in a freezer group of its own (a container created by an older rbuild?)",
+                ),
+            });
+        }
+        Ok(Freezer { version, dir })
+    }
+
+    fn control(&self) -> PathBuf {
+        match self.version {
+            Version::V2 => self.dir.join("cgroup.freeze"),
+            Version::V1 => self.dir.join("freezer.state"),
+        }
+    }
+
+    /// Whether the group is frozen (or freezing).
+    pub fn is_frozen(&self) -> bool {
+        let v = fs::read_to_string(self.control()).unwrap_or_default();
+        match self.version {
+            Version::V2 => v.trim() == "1",
+            Version::V1 => matches!(v.trim(), "FROZEN" | "FREEZING"),
+        }
+    }
+
+    /// Freezes every process of the group and waits until the kernel says it is frozen.
+    pub fn freeze(&self) -> Result<()> {
+        self.set(true)
+    }
+
+    /// Thaws the group.
+    pub fn thaw(&self) -> Result<()> {
+        self.set(false)
+    }
+
+    fn set(&self, frozen: bool) -> Result<()> {
+        let (value, done_file, done): (&str, PathBuf, &str) = match (self.version, frozen) {
+            (Version::V2, true) => ("1", self.dir.join("cgroup.events"), "frozen 1"),
+            (Version::V2, false) => ("0", self.dir.join("cgroup.events"), "frozen 0"),
+            (Version::V1, true) => ("FROZEN", self.control(), "FROZEN"),
+            (Version::V1, false) => ("THAWED", self.control(), "THAWED"),
+        };
+        // v1 can stay FREEZING while a task is busy in the kernel: write again until done.
+        for _ in 0..500 {
+            write(&self.control(), value)?;
+            let now = fs::read_to_string(&done_file).unwrap_or_default();
+            if now.lines().any(|l| l.trim() == done) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if frozen {
+            let _ = self.thaw();
+        }
+        Err(Error::Cgroup {
+            path: self.control(),
+            source: std::io::Error::other(if frozen {
+                "the group did not freeze"
+            } else {
+                "the group did not thaw"
+            }),
+        })
     }
 }
 

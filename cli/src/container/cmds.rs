@@ -105,7 +105,13 @@ pub fn run(root: &Path, cmd: ContainerCommand) -> ExitCode {
         ContainerCommand::Stop {
             time,
             containers: names,
-        } => each(&containers, &names, |id| stop(&containers, id, time)),
+        } => each_named(&containers, &names, |id| stop(&containers, id, time)),
+        ContainerCommand::Pause { containers: names } => {
+            each_named(&containers, &names, |id| pause(&containers, id))
+        }
+        ContainerCommand::Unpause { containers: names } => {
+            each_named(&containers, &names, |id| unpause(&containers, id))
+        }
         ContainerCommand::Kill {
             signal,
             containers: names,
@@ -114,19 +120,19 @@ pub fn run(root: &Path, cmd: ContainerCommand) -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
-            each(&containers, &names, |id| kill(&containers, id, sig))
+            each_named(&containers, &names, |id| kill(&containers, id, sig))
         }
         ContainerCommand::Rm {
             force,
             volumes,
             containers: names,
-        } => each(&containers, &names, |id| {
+        } => each_named(&containers, &names, |id| {
             rm(root, &containers, id, force, volumes)
         }),
         ContainerCommand::Wait { containers: names } => each(&containers, &names, |id| {
             let c = wait(&containers, id)?;
             println!("{c}");
-            Ok(())
+            Ok(false)
         }),
         ContainerCommand::Exec(args) => return exec(&containers, &args),
         ContainerCommand::Top { container } => top(&containers, &container),
@@ -141,16 +147,30 @@ pub fn run(root: &Path, cmd: ContainerCommand) -> ExitCode {
     }
 }
 
-/// Applies `f` to every named container, printing each name on success (as docker does).
-fn each(
+/// Applies `f` to every named container, printing each name on success as docker does for
+/// `stop`, `kill`, `rm`, `pause` and `unpause`.
+fn each_named(
     containers: &Containers,
     names: &[String],
     mut f: impl FnMut(&str) -> Result<(), String>,
 ) -> Result<(), String> {
+    each(containers, names, |id| {
+        f(id)?;
+        Ok(true)
+    })
+}
+
+/// Applies `f` to every named container; a name is printed when `f` returns true.
+fn each(
+    containers: &Containers,
+    names: &[String],
+    mut f: impl FnMut(&str) -> Result<bool, String>,
+) -> Result<(), String> {
     let mut errors = Vec::new();
     for name in names {
         match containers.find(name).and_then(|id| f(&id)) {
-            Ok(()) => {}
+            Ok(true) => println!("{name}"),
+            Ok(false) => {}
             Err(e) => errors.push(e),
         }
     }
@@ -169,6 +189,7 @@ fn status_text(st: &State) -> String {
     };
     match st.status {
         Status::Created => "Created".into(),
+        Status::Running if is_paused(st) => format!("Up {} (Paused)", since(&st.started_at)),
         Status::Running => format!("Up {}", since(&st.started_at)),
         Status::Exited => format!(
             "Exited ({}) {} ago",
@@ -204,6 +225,8 @@ fn ps_matches(
             any |= match key {
                 "name" => cfg.name.contains(v.trim_start_matches('/')),
                 "id" => cfg.id.starts_with(v.as_str()),
+                "status" if v == "paused" => is_paused(st),
+                "status" if v == "running" => st.status == Status::Running && !is_paused(st),
                 "status" => st.status.as_str() == v,
                 "label" => match v.split_once('=') {
                     Some((k, val)) => cfg.labels.get(k).is_some_and(|x| x == val),
@@ -518,7 +541,61 @@ fn wait_stopped(containers: &Containers, id: &str, limit: Duration) -> bool {
     }
 }
 
+/// The freezer of a running container's group (`pause`/`unpause`).
+fn freezer(st: &State) -> Option<rbuild_executor::cgroup::Freezer> {
+    if st.status != Status::Running {
+        return None;
+    }
+    rbuild_executor::cgroup::Freezer::of_pid(st.pid.or(st.init_pid)?).ok()
+}
+
+/// Whether a running container is paused.
+pub(crate) fn is_paused(st: &State) -> bool {
+    freezer(st).is_some_and(|f| f.is_frozen())
+}
+
+/// `pause`: freezes every process of the container (the cgroup freezer, as Docker).
+pub(crate) fn pause(containers: &Containers, id: &str) -> Result<(), String> {
+    let st = running_state(containers, id)?;
+    let f = freezer(&st).ok_or_else(|| {
+        format!("container {id} has no freezer cgroup (created by an older rbuild?)")
+    })?;
+    if f.is_frozen() {
+        return Err(format!("Container {id} is already paused"));
+    }
+    f.freeze()
+        .map_err(|e| format!("pausing container {id}: {e}"))
+}
+
+/// `unpause`: thaws a paused container.
+pub(crate) fn unpause(containers: &Containers, id: &str) -> Result<(), String> {
+    let st = running_state(containers, id)?;
+    match freezer(&st) {
+        Some(f) if f.is_frozen() => f
+            .thaw()
+            .map_err(|e| format!("unpausing container {id}: {e}")),
+        _ => Err(format!("Container {id} is not paused")),
+    }
+}
+
+/// Signals a container's command. A paused container takes only SIGKILL (and is thawed so
+/// it dies), as Docker.
 fn signal_container(st: &State, sig: i32) -> Result<(), String> {
+    let frozen = freezer(st).filter(|f| f.is_frozen());
+    if let Some(f) = frozen {
+        if sig != 9 {
+            return Err(
+                "the container is paused: unpause the container before stopping or killing"
+                    .to_string(),
+            );
+        }
+        signal_process(st, sig)?;
+        return f.thaw().map_err(|e| e.to_string());
+    }
+    signal_process(st, sig)
+}
+
+fn signal_process(st: &State, sig: i32) -> Result<(), String> {
     match (st.pid, st.init_pid) {
         (Some(pid), _) => send_signal(pid, sig).map_err(|e| e.to_string()),
         (None, Some(init)) => send_signal(init, sig).map_err(|e| e.to_string()),
@@ -535,7 +612,12 @@ fn stop(containers: &Containers, id: &str, time: Option<u64>) -> Result<(), Stri
         return Ok(());
     }
     let st = containers.update(id, |st| st.stopping = true)?;
-    let sig = parse_signal(&cfg.stop_signal).unwrap_or(15);
+    // A paused container cannot take its stop signal: it is killed (Docker's fallback).
+    let sig = if is_paused(&st) {
+        9
+    } else {
+        parse_signal(&cfg.stop_signal).unwrap_or(15)
+    };
     signal_container(&st, sig)?;
     let grace = Duration::from_secs(time.or(cfg.stop_timeout).unwrap_or(10));
     if !wait_stopped(containers, id, grace) {
@@ -612,6 +694,11 @@ fn exec(containers: &Containers, args: &ExecArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    if is_paused(&st) {
+        return fail(format!(
+            "Container {id} is paused, unpause the container before exec"
+        ));
+    }
     let Some(pid) = st.pid else {
         return fail(format!("container {id} has no process yet"));
     };
@@ -708,15 +795,16 @@ pub fn inspect_value(containers: &Containers, id: &str) -> Result<Value, String>
     let cfg = containers.config(id)?;
     let st = containers.state(id);
     let running = st.status == Status::Running;
+    let paused = is_paused(&st);
     Ok(json!({
         "Id": cfg.id,
         "Created": cfg.created,
         "Path": cfg.argv.first().cloned().unwrap_or_default(),
         "Args": cfg.argv.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": st.status.as_str(),
+            "Status": if paused { "paused" } else { st.status.as_str() },
             "Running": running,
-            "Paused": false,
+            "Paused": paused,
             "Restarting": false,
             "OOMKilled": st.oom_killed,
             "Dead": false,

@@ -4,8 +4,9 @@
 //! container's config (command, environment, working directory, user, labels) with the
 //! `-c` instructions applied (parsed by `rbuild-parser`, as `rbuild import --change`).
 //!
-//! A running container is not paused (`-p` is accepted): files written during the commit
-//! may or may not be in the layer. A stopped one is committed under its lock.
+//! A running container is paused (frozen) while its layer is written, as Docker does
+//! (`-p=false`: not paused, and files written during the commit may or may not be in the
+//! layer). A stopped one is committed under its lock.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,7 +34,7 @@ pub struct CommitArgs {
     /// LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK)
     #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
     pub changes: Vec<String>,
-    /// Pause the container during the commit (accepted; containers are not paused)
+    /// Pause the container during the commit
     #[arg(short = 'p', long, default_value_t = true, action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     pub pause: bool,
@@ -125,6 +126,17 @@ fn merge_changes(config: &mut Value, changes: Value) {
     }
 }
 
+/// Unpauses a container when dropped.
+struct Thaw<'a>(&'a Containers, &'a str);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = super::cmds::unpause(self.0, self.1) {
+            eprintln!("Error: {e}");
+        }
+    }
+}
+
 fn commit_inner(root: &Path, args: &CommitArgs) -> Result<String, String> {
     let name = match &args.repository {
         Some(r) => Some(Reference::parse_docker(r).map_err(|e| e.to_string())?),
@@ -134,9 +146,17 @@ fn commit_inner(root: &Path, args: &CommitArgs) -> Result<String, String> {
     let containers = Containers::open(root)?;
     let id = containers.find(&args.container)?;
     let cfg = containers.config(&id)?;
-    let _lock = match containers.state(&id).status {
+    let st = containers.state(&id);
+    let _lock = match st.status {
         Status::Running => None,
         _ => Some(containers.lock(&id)?),
+    };
+    // Paused for the commit (thawed on drop), unless already paused by the user.
+    let _paused = if args.pause && st.status == Status::Running && !super::cmds::is_paused(&st) {
+        super::cmds::pause(&containers, &id)?;
+        Some(Thaw(&containers, &id))
+    } else {
+        None
     };
     let store = Store::open(root).map_err(|e| e.to_string())?;
     let _lease = store.lease().map_err(|e| e.to_string())?;

@@ -108,6 +108,16 @@ pub enum ContainerCommand {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Pause all processes within containers (the cgroup freezer)
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within containers
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Restart containers (stop, then start detached)
     Restart {
         /// Seconds to wait before killing

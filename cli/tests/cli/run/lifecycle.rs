@@ -222,3 +222,95 @@ fn images_format_templates() {
     let out = env.run(&["images", "--format", "{{.Nope}}"]);
     assert_ne!(code(&out), 0);
 }
+
+#[test]
+fn pause_freezes_the_container_until_unpause() {
+    let Some(env) = Env::new() else { return };
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /n; sleep 0.05; done",
+    ]);
+    let n_file = env
+        .path()
+        .join("containers-v1")
+        .join(id.trim())
+        .join("rootfs/n");
+    let count = || -> u64 {
+        std::fs::read_to_string(&n_file)
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count() < 2 {
+        assert!(Instant::now() < deadline, "the ticker never ticked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let inspect = |tpl: &str| env.ok(&["inspect", "-f", tpl, "ticker"]).trim().to_string();
+
+    assert_eq!(env.ok(&["pause", "ticker"]).trim(), "ticker");
+    assert_eq!(
+        inspect("{{.State.Status}} {{.State.Paused}}"),
+        "paused true"
+    );
+    assert!(env.ok(&["ps"]).contains("(Paused)"));
+    assert_eq!(
+        env.ok(&["ps", "-q", "--filter", "status=paused"])
+            .trim()
+            .len(),
+        12
+    );
+    let frozen_at = count();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(), frozen_at, "the container ran while paused");
+    // Docker's refusals while paused.
+    let out = env.run(&["pause", "ticker"]);
+    assert_ne!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already paused"));
+    let out = env.run(&["exec", "ticker", "true"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("is paused, unpause the container before exec"),
+        "{out:?}"
+    );
+    let out = env.run(&["kill", "-s", "TERM", "ticker"]);
+    assert_ne!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paused"));
+
+    // A commit of a paused container leaves it paused; one of a running container pauses
+    // it only for the commit.
+    env.ok(&["commit", "ticker", "ticker:paused"]);
+    assert_eq!(inspect("{{.State.Paused}}"), "true");
+    assert_eq!(env.ok(&["unpause", "ticker"]).trim(), "ticker");
+    assert_eq!(
+        inspect("{{.State.Status}} {{.State.Paused}}"),
+        "running false"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count() <= frozen_at {
+        assert!(Instant::now() < deadline, "the ticker did not resume");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = env.run(&["unpause", "ticker"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not paused"));
+    env.ok(&["commit", "ticker", "ticker:running"]);
+    assert_eq!(inspect("{{.State.Paused}}"), "false");
+
+    // stop of a paused container kills it (it cannot take its stop signal).
+    env.ok(&["pause", "ticker"]);
+    env.ok(&["stop", "-t", "30", "ticker"]);
+    assert_eq!(
+        inspect("{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 137"
+    );
+    env.ok(&["rm", "ticker"]);
+}
