@@ -1,5 +1,10 @@
-//! `rbuild attach` to a detached `-t` container. The monitor owns the pty master; it listens
-//! on a unix socket (`/run/rbuild/attach/<id>.sock`) and hands every client a duplicate of
+//! `rbuild attach` to a detached container. A container without a terminal is attached to
+//! its output only: what it writes from now on (read from its json-file log as the monitor
+//! writes it) goes to our stdout and stderr, SIGINT/SIGTERM/SIGHUP/SIGQUIT are passed to it
+//! (Docker's `--sig-proxy`), and we exit with its code. Its stdin is not attached (the
+//! monitor gives a detached container none).
+//!
+//! A `-t` container: the monitor owns the pty master; it listens on a unix socket (`/run/rbuild/attach/<id>.sock`) and hands every client a duplicate of
 //! the master (over `SCM_RIGHTS`: the client writes its keys and window size to it directly)
 //! and then a copy of the terminal's output on the socket. Docker's detach keys (Ctrl-P
 //! Ctrl-Q) leave the container running.
@@ -103,9 +108,7 @@ pub fn attach_cmd(root: &Path, name: &str, no_stdin: bool) -> ExitCode {
         return fail("You cannot attach to a stopped container, start it first");
     }
     if !cfg.tty {
-        return fail(format!(
-            "container {name} has no terminal: rbuild attaches to containers started with -t (use `rbuild logs -f`)"
-        ));
+        return attach_output(root, &containers, &id);
     }
     let input = cfg.interactive && !no_stdin;
     if let Err(c) = check_input_tty(input, true) {
@@ -202,22 +205,21 @@ pub fn attach_cmd(root: &Path, name: &str, no_stdin: bool) -> ExitCode {
             eprintln!("read escape sequence");
             ExitCode::SUCCESS
         }
-        Event::Ended => {
-            // The container's exit code, once the monitor recorded it.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if !containers.path(&id).exists() {
-                    return ExitCode::SUCCESS;
-                }
-                let st = containers.state(&id);
-                if st.status == Status::Exited {
-                    return code(st.exit_code.unwrap_or(0));
-                }
-                if Instant::now() > deadline {
-                    return ExitCode::SUCCESS;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        Event::Ended => match super::cmds::exit_code_when_recorded(&containers, &id) {
+            Some(c) => code(c),
+            None => ExitCode::SUCCESS,
+        },
+    }
+}
+
+/// `attach` to a container without a terminal: its output from now on, then its exit code.
+fn attach_output(root: &Path, containers: &Containers, id: &str) -> ExitCode {
+    super::forward_signals(root, id, Arc::default());
+    if let Err(e) = super::cmds::follow_log(containers, id) {
+        return fail(e);
+    }
+    match super::cmds::exit_code_when_recorded(containers, id) {
+        Some(c) => code(c),
+        None => ExitCode::SUCCESS,
     }
 }

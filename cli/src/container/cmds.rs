@@ -519,6 +519,30 @@ fn logs(
     }
 }
 
+/// Prints what container `id` logs from now on, until it stops running.
+pub(crate) fn follow_log(containers: &Containers, id: &str) -> Result<(), String> {
+    logs(containers, id, true, "0", false, LogWindow::default())
+}
+
+/// The exit code of a container that stopped, once its monitor recorded it (bounded wait;
+/// `None` when it was removed or nothing was recorded).
+pub(crate) fn exit_code_when_recorded(containers: &Containers, id: &str) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if !containers.path(id).exists() {
+            return None;
+        }
+        let st = containers.state(id);
+        if st.status == Status::Exited {
+            return Some(st.exit_code.unwrap_or(0));
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn running_state(containers: &Containers, id: &str) -> Result<State, String> {
     let st = containers.state(id);
     if st.status != Status::Running {

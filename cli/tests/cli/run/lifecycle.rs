@@ -314,3 +314,52 @@ fn pause_freezes_the_container_until_unpause() {
     );
     env.ok(&["rm", "ticker"]);
 }
+
+#[test]
+fn attach_without_a_terminal_streams_output_passes_signals_and_exits_with_the_code() {
+    let Some(env) = Env::new() else { return };
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo before; sleep 2; echo out; echo err >&2; exit 5",
+    ]);
+    wait_logs(&env, "talker", "before", 1);
+    let out = env.run(&["attach", "talker"]);
+    assert_eq!(code(&out), 5, "{out:?}");
+    // Only what it wrote after we attached, each on its own stream.
+    assert_eq!(stdout(&out), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "trapper",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.1; done",
+    ]);
+    wait_logs(&env, "trapper", "ready", 1);
+    let child = env
+        .cmd(&["attach", "trapper"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    rbuild_executor::process::send_signal(child.id() as i32, 15).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 9, "{out:?}");
+    assert_eq!(stdout(&out), "got-term\n");
+    env.ok(&["rm", "talker", "trapper"]);
+}
