@@ -147,6 +147,10 @@ pub struct ExecSpec {
     /// The input that is the root filesystem; `None` runs on an empty root (scratch).
     pub root: Option<usize>,
     pub mounts: Vec<ExecMount>,
+    /// `--add-host HOST:IP` entries for the step's `/etc/hosts` (part of the key, as
+    /// BuildKit's `ExtraHosts`; omitted from the key's JSON when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<(String, String)>,
     /// Proxy variables from `--build-arg` (`HTTP_PROXY`, ...). The process gets them but,
     /// as in BuildKit, they are not part of the cache key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -388,14 +392,24 @@ mod tests {
                     mode: None,
                 },
             }],
+            extra_hosts: Vec::new(),
             proxy_env: BTreeMap::new(),
         });
         let json = canonical_json(&op).unwrap();
         assert!(json.starts_with("{\"args\":"), "{json}");
         assert!(json.contains("\"env\":{\"A\":\"1\",\"B\":\"2\"}"), "{json}");
         assert!(!json.contains("proxy_env"));
+        // No hosts: the key is what it was before the field existed.
+        assert!(!json.contains("extra_hosts"));
         let back: Op = serde_json::from_str(&json).unwrap();
         assert_eq!(back, op);
+        let Op::Exec(mut spec) = op else { panic!() };
+        spec.extra_hosts = vec![("db".into(), "10.0.0.2".into())];
+        let with_host = canonical_json(&Op::Exec(spec)).unwrap();
+        assert!(
+            with_host.contains("\"extra_hosts\":[[\"db\",\"10.0.0.2\"]]"),
+            "{with_host}"
+        );
     }
 
     #[test]

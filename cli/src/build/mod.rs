@@ -299,6 +299,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
             NetworkArg::Host => Network::Host,
         },
         hostname: None,
+        extra_hosts,
         named_contexts: named.named.clone(),
     };
 
@@ -319,7 +320,6 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
             ignore,
             pull: args.pull,
             registry: registry.clone(),
-            extra_hosts,
             limits: args.limits(),
             security: args.security(),
         },

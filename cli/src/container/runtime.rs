@@ -48,7 +48,6 @@ pub fn create(root: &Path, args: &CreateArgs, registry: RegistryOptions) -> Resu
             ignore: Vec::new(),
             pull: args.pull == PullPolicy::Always,
             registry,
-            extra_hosts: Vec::new(),
             limits: Default::default(),
             security: Default::default(),
         },

@@ -654,3 +654,30 @@ fn run_steps_get_the_builds_resource_limits() {
     );
     assert!(root.build(&["--memory", "lots", dir]).status.code() != Some(0));
 }
+
+#[test]
+fn add_host_is_in_the_step_and_its_cache_key() {
+    let Some(root) = Root::new() else { return };
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN grep -w db /etc/hosts > /db\n",
+    )
+    .unwrap();
+    let dir = ctx.path().to_str().unwrap();
+    let db = |ip: &str, tag: &str| {
+        let log = root.build_ok(&["--add-host", &format!("db:{ip}"), "-t", tag, dir]);
+        let img = root.image(tag);
+        (executed_steps(&log), img.file("db"))
+    };
+    let (ran, file) = db("10.0.0.2", "h:1");
+    assert!(ran.iter().any(|s| s.contains("RUN grep")), "{ran:?}");
+    assert_eq!(file.as_deref(), Some("10.0.0.2\tdb\n"));
+    // Another address is another step, not the first one's cached result.
+    let (ran, file) = db("10.0.0.3", "h:2");
+    assert!(ran.iter().any(|s| s.contains("RUN grep")), "{ran:?}");
+    assert_eq!(file.as_deref(), Some("10.0.0.3\tdb\n"));
+    // The same address again hits.
+    let (ran, _) = db("10.0.0.2", "h:3");
+    assert!(!ran.iter().any(|s| s.contains("RUN grep")), "{ran:?}");
+}

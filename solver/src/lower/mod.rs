@@ -55,6 +55,8 @@ pub struct BuildOptions {
     pub network: Network,
     /// Hostname of RUN containers.
     pub hostname: Option<String>,
+    /// `--add-host HOST:IP` for every RUN's `/etc/hosts`.
+    pub extra_hosts: Vec<(String, String)>,
     /// `--build-context NAME=VALUE`: what a `FROM NAME`, a stage named NAME,
     /// `COPY --from=NAME` and `RUN --mount=from=NAME` read instead.
     pub named_contexts: BTreeMap<String, NamedContext>,
@@ -101,6 +103,7 @@ impl Default for BuildOptions {
             no_cache_filter: Vec::new(),
             network: Network::Default,
             hostname: None,
+            extra_hosts: Vec::new(),
             named_contexts: BTreeMap::new(),
         }
     }

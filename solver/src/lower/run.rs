@@ -113,6 +113,7 @@ impl Lowering<'_> {
             cwd: st.workdir.clone(),
             user: st.user.clone(),
             hostname: self.opts.hostname.clone(),
+            extra_hosts: self.opts.extra_hosts.clone(),
             network: match run.network {
                 Some(rbuild_parser::mount::NetworkMode::None) => Network::None,
                 Some(rbuild_parser::mount::NetworkMode::Host) => Network::Host,

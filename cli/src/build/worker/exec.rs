@@ -213,7 +213,7 @@ fn run(
     p.cwd = spec.cwd.clone();
     p.user = spec.user.clone();
     p.hostname = hostname.clone();
-    p.etc = etc_files(inner, &hostname, spec.network);
+    p.etc = etc_files(&hostname, &spec.extra_hosts, spec.network);
     p.network = network;
     p.mounts = specs;
     p.limits = inner.cfg.limits.clone();
@@ -363,10 +363,10 @@ fn access_mount(
 }
 
 /// The generated `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` of a RUN.
-fn etc_files(inner: &Inner, hostname: &str, network: Network) -> EtcFiles {
+fn etc_files(hostname: &str, extra_hosts: &[(String, String)], network: Network) -> EtcFiles {
     let mut hosts =
         format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    for (host, ip) in &inner.cfg.extra_hosts {
+    for (host, ip) in extra_hosts {
         hosts.push_str(&format!("{ip}\t{host}\n"));
     }
     let resolv = match network {

@@ -61,8 +61,6 @@ pub struct WorkerConfig {
     /// `--pull`: always ask the registry.
     pub pull: bool,
     pub registry: RegistryOptions,
-    /// `--add-host` entries: (host, ip).
-    pub extra_hosts: Vec<(String, String)>,
     /// `--memory`, `--cpu-*`, `--pids-limit`: the cgroup limits of every RUN step.
     pub limits: rbuild_executor::cgroup::Limits,
     /// `--ulimit`, `--shm-size` of every RUN step.
