@@ -560,7 +560,20 @@ mod tests {
             for (set, c) in [("docker", docker_caps(&[])), ("all", every_cap())] {
                 let progs = compile_for(&p, &c, KERNEL, host).unwrap();
                 let sizes: Vec<usize> = progs.iter().map(Vec::len).collect();
-                eprintln!("{host:?} caps={set}: program sizes {sizes:?}");
+                // The longest path through all programs, over every syscall number (what
+                // the kernel runs for a call its action cache cannot answer).
+                let audit = match host {
+                    Host::X86_64 => AUDIT_ARCH_X86_64,
+                    Host::Aarch64 => AUDIT_ARCH_AARCH64,
+                };
+                let longest = (0..600)
+                    .map(|nr| {
+                        let steps = progs.iter().map(|p| eval_counting(p, audit, nr, [0; 6]).1);
+                        steps.sum::<usize>()
+                    })
+                    .max()
+                    .unwrap_or(0);
+                eprintln!("{host:?} caps={set}: program sizes {sizes:?}, longest path {longest}");
                 assert!(sizes.iter().all(|n| *n < 4096), "{host:?} {set}: {sizes:?}");
                 let total: usize = sizes.iter().map(|n| n + 4).sum();
                 assert!(total <= 32768, "{host:?} {set}: {total}");
@@ -615,6 +628,11 @@ mod tests {
     /// A classic-BPF interpreter for the instructions seccompiler emits, over a
     /// `seccomp_data` of (arch, nr, args).
     fn eval(prog: &BpfProgram, arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        eval_counting(prog, arch, nr, args).0
+    }
+
+    /// [`eval`] and the number of instructions it ran.
+    fn eval_counting(prog: &BpfProgram, arch: u32, nr: u32, args: [u64; 6]) -> (u32, usize) {
         let word = |off: u32| -> u32 {
             match off {
                 0 => nr,
@@ -630,10 +648,11 @@ mod tests {
                 o => panic!("load at {o}"),
             }
         };
-        let (mut acc, mut pc) = (0u32, 0usize);
+        let (mut acc, mut pc, mut steps) = (0u32, 0usize, 0usize);
         loop {
             let f = &prog[pc];
             pc += 1;
+            steps += 1;
             match f.code {
                 0x20 => acc = word(f.k),
                 0x54 => acc &= f.k,
@@ -647,7 +666,7 @@ mod tests {
                     };
                     pc += usize::from(if hit { f.jt } else { f.jf });
                 }
-                0x06 => return f.k,
+                0x06 => return (f.k, steps),
                 c => panic!("opcode {c:#x}"),
             }
         }
