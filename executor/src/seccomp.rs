@@ -5,22 +5,27 @@
 //! are ignored, rules whose action is the default action are skipped (as runc does), and
 //! `includes.caps` / `excludes.caps` / `includes.minKernel` select rules by the process's
 //! capabilities and the running kernel (`excludes.minKernel`, an rbuild extension, drops a
-//! rule on kernels at least that new).
+//! rule on kernels at least that new). `includes.arches` / `excludes.arches` are matched
+//! against the host's architecture, as Docker does (so on x86_64 an `amd64` rule also
+//! applies to 32-bit x86 calls).
 //!
 //! `seccompiler` (rust-vmm) builds the BPF. One of its filters has a single on-match
 //! action, so a profile becomes several filters the kernel evaluates together, taking the
 //! most severe verdict: one that returns `ALLOW` for every syscall some rule names (and the
 //! default action otherwise), and one per other action that returns it for that action's
 //! rules (and `ALLOW` otherwise). A syscall that matches a rule so gets that rule's action,
-//! any other the default action — libseccomp's meaning. On x86_64 the rules are compiled
-//! for 64-bit and for i386 numbers (each program judges its own architecture's calls and
-//! passes the other's), a last program kills any third architecture, and a small one of our
-//! own refuses x32-ABI syscall numbers, which would otherwise bypass a deny list.
+//! any other the default action — libseccomp's meaning. For an allow list such as the
+//! default profile that is one large program (the allowed calls, each a compare and a
+//! return) and one small one per other action (`clone3` → ENOSYS). On x86_64 the rules are
+//! compiled for 64-bit and for i386 numbers (each program judges its own architecture's
+//! calls and passes the other's), a last program kills any third architecture, and a small
+//! one of our own refuses x32-ABI syscall numbers. Each program must stay under the
+//! kernel's 4096 instructions (a unit test measures the default profile's).
 //!
-//! [`default_profile`] is rbuild's own policy written from Docker's documentation of its
-//! default profile ("Significant syscalls blocked by the default profile"): a deny list
-//! with EPERM (ENOSYS for `clone3`, so C libraries fall back to `clone`), with the same
-//! capability-dependent exceptions.
+//! [`default_profile`] is rbuild's own `seccomp_default.json`, written after Docker's
+//! default profile: an allow list (EPERM for anything else), capability-gated entries,
+//! `clone` without namespace flags, `clone3` → ENOSYS, `personality` and `socket` by
+//! argument; its comment lists where rbuild differs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -93,9 +98,10 @@ const DEFAULT_PROFILE: &str = include_str!("seccomp_default.json");
 
 /// rbuild's default profile (see the module docs).
 pub fn default_profile() -> Profile {
-    // The embedded profile is parsed by a unit test; a failure here is a build bug.
+    // The embedded profile is parsed by a unit test; a failure here is a build bug, and
+    // the fallback denies every call rather than allowing them.
     serde_json::from_str(DEFAULT_PROFILE).unwrap_or_else(|_| Profile {
-        default_action: "SCMP_ACT_ALLOW".into(),
+        default_action: "SCMP_ACT_ERRNO".into(),
         default_errno_ret: None,
         architectures: Vec::new(),
         syscalls: Vec::new(),
@@ -155,18 +161,59 @@ fn condition(a: &Arg) -> Result<SeccompCondition> {
         .map_err(|e| Error::Seccomp(format!("argument {}: {e}", a.index)))
 }
 
-/// Names this machine's architecture goes by in profiles.
-fn native_arch() -> Result<(TargetArch, &'static [&'static str])> {
-    match std::env::consts::ARCH {
-        "x86_64" => Ok((TargetArch::x86_64, &["amd64", "x86_64", "SCMP_ARCH_X86_64"])),
-        "aarch64" => Ok((
-            TargetArch::aarch64,
-            &["arm64", "aarch64", "SCMP_ARCH_AARCH64"],
-        )),
-        other => Err(Error::Seccomp(format!(
-            "seccomp filters are not supported on {other}"
-        ))),
+/// The architectures rbuild builds filters for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Host {
+    /// x86_64, with its 32-bit x86 (i386) calls; x32 calls are refused.
+    X86_64,
+    Aarch64,
+}
+
+impl Host {
+    /// This machine's architecture.
+    fn native() -> Result<Host> {
+        match std::env::consts::ARCH {
+            "x86_64" => Ok(Host::X86_64),
+            "aarch64" => Ok(Host::Aarch64),
+            other => Err(Error::Seccomp(format!(
+                "seccomp filters are not supported on {other}"
+            ))),
+        }
     }
+
+    /// Names the architecture goes by in `includes`/`excludes.arches`.
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            Host::X86_64 => &["amd64", "x86_64", "SCMP_ARCH_X86_64"],
+            Host::Aarch64 => &["arm64", "aarch64", "SCMP_ARCH_AARCH64"],
+        }
+    }
+}
+
+/// Syscall name → number, for each table a filter is compiled against.
+fn nr_x86_64(name: &str) -> Option<i64> {
+    syscalls::x86_64::Sysno::from_str(name)
+        .ok()
+        .map(|s| i64::from(s.id()))
+}
+
+fn nr_i386(name: &str) -> Option<i64> {
+    syscalls::x86::Sysno::from_str(name)
+        .ok()
+        .map(|s| i64::from(s.id()))
+}
+
+fn nr_aarch64(name: &str) -> Option<i64> {
+    // Profiles use libseccomp's names; the generic table's `fstatat` is its `newfstatat`
+    // (the one spelling that differs: without it glibc's stat would fail on arm64).
+    let name = if name == "newfstatat" {
+        "fstatat"
+    } else {
+        name
+    };
+    syscalls::aarch64::Sysno::from_str(name)
+        .ok()
+        .map(|s| i64::from(s.id()))
 }
 
 /// `major.minor` of the running kernel.
@@ -252,30 +299,50 @@ fn key(a: &SeccompAction) -> u32 {
 }
 
 /// Compiles `profile` for a process holding `caps` into the BPF programs to install, in
-/// order. On x86_64 the profile is compiled twice, for 64-bit and for 32-bit (i386)
-/// syscall numbers: each program judges the calls of its own architecture and lets the
-/// other's through, and a last one kills calls of any third architecture.
+/// order, for this machine and its running kernel.
 pub(crate) fn compile(profile: &Profile, caps: &BTreeSet<String>) -> Result<Vec<BpfProgram>> {
+    compile_for(profile, caps, kernel_version(), Host::native()?)
+}
+
+/// [`compile`] for `host` and a kernel of version `kernel`. On x86_64 the profile is
+/// compiled twice, for 64-bit and for 32-bit (i386) syscall numbers: each program judges
+/// the calls of its own architecture and lets the other's through, and a last one kills
+/// calls of any third architecture. On aarch64 seccompiler's own check kills the others.
+pub(crate) fn compile_for(
+    profile: &Profile,
+    caps: &BTreeSet<String>,
+    kernel: (u32, u32),
+    host: Host,
+) -> Result<Vec<BpfProgram>> {
     profile.check()?;
-    let (arch, arch_names) = native_arch()?;
-    let kernel = kernel_version();
-    let native = programs(profile, caps, kernel, arch, arch_names, &|n| {
-        syscalls::Sysno::from_str(n).ok().map(|s| i64::from(s.id()))
-    })?;
-    if arch != TargetArch::x86_64 {
-        return Ok(native);
+    let arch_names = host.names();
+    if host == Host::Aarch64 {
+        return programs(
+            profile,
+            caps,
+            kernel,
+            TargetArch::aarch64,
+            arch_names,
+            &nr_aarch64,
+        );
     }
+    let native = programs(
+        profile,
+        caps,
+        kernel,
+        TargetArch::x86_64,
+        arch_names,
+        &nr_x86_64,
+    )?;
+    // The i386 calls get the rules selected for the host, by their own numbers (Docker
+    // resolves each name for every architecture of the filter the same way).
     let compat = programs(
         profile,
         caps,
         kernel,
-        arch,
-        &["x86", "i386", "SCMP_ARCH_X86"],
-        &|n| {
-            syscalls::x86::Sysno::from_str(n)
-                .ok()
-                .map(|s| i64::from(s.id()))
-        },
+        TargetArch::x86_64,
+        arch_names,
+        &nr_i386,
     )?;
     let mut out = vec![x32_guard()];
     for p in native {
@@ -450,50 +517,122 @@ mod tests {
         names.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Docker's default capability set, plus `extra`.
+    fn docker_caps(extra: &[&str]) -> BTreeSet<String> {
+        let mut c = caps(&crate::security::DEFAULT_CAPS);
+        c.extend(extra.iter().map(|s| s.to_string()));
+        c
+    }
+
+    fn every_cap() -> BTreeSet<String> {
+        caps::all().iter().map(|c| c.to_string()).collect()
+    }
+
+    /// A kernel new enough for every gated rule of the default profile.
+    const KERNEL: (u32, u32) = (6, 8);
+
     #[test]
-    fn default_profile_parses_and_compiles() {
+    fn default_profile_parses_as_an_allow_list() {
         let p: Profile = serde_json::from_str(DEFAULT_PROFILE).unwrap();
         assert_eq!(p, default_profile());
-        let progs = compile(&p, &caps(&["CAP_CHOWN"])).unwrap();
-        // x32 guard + EPERM group + ENOSYS (clone3) group on x86_64.
-        assert!(progs.len() >= 2, "{}", progs.len());
-        assert!(progs.iter().all(|p| p.len() < 4096));
-    }
-
-    #[test]
-    fn capabilities_lift_rules_like_docker() {
-        let p = default_profile();
-        let nr = i64::from(syscalls::Sysno::mount.id());
-        let find = |c: &BTreeSet<String>| {
-            let mut hit = false;
-            for r in &p.syscalls {
-                if selected(r, c, &["amd64"], (6, 1)) && r.names.iter().any(|n| n == "mount") {
-                    hit = true;
-                }
-            }
-            hit
-        };
-        assert!(find(&caps(&[])));
-        assert!(!find(&caps(&["CAP_SYS_ADMIN"])));
-        assert!(nr > 0);
-    }
-
-    #[test]
-    fn min_kernel_selects_ptrace() {
-        let p = default_profile();
-        let r = p
+        assert_eq!(p.default_action, "SCMP_ACT_ERRNO");
+        assert_eq!(p.default_errno_ret, Some(libc::EPERM as u32));
+        p.check().unwrap();
+        let allowed: BTreeSet<&str> = p
             .syscalls
             .iter()
-            .find(|r| r.names.iter().any(|n| n == "ptrace"))
-            .unwrap();
-        assert!(!selected(r, &caps(&[]), &["amd64"], (5, 10)));
-        assert!(selected(r, &caps(&[]), &["amd64"], (4, 4)));
+            .filter(|r| r.action == "SCMP_ACT_ALLOW")
+            .flat_map(|r| r.names.iter().map(String::as_str))
+            .collect();
+        assert!(allowed.len() > 350, "{} names allowed", allowed.len());
+        for blocked in ["io_uring_setup", "kexec_load", "keyctl", "userfaultfd"] {
+            assert!(!allowed.contains(blocked), "{blocked} is allowed");
+        }
+    }
+
+    /// The kernel refuses a program longer than 4096 instructions (BPF_MAXINSNS;
+    /// seccompiler stops below it) and a process whose filters add up to more than 32768
+    /// (MAX_INSNS_PER_PATH, with 4 instructions of overhead each).
+    #[test]
+    fn default_profile_programs_fit_the_kernel_limits() {
+        let p = default_profile();
+        for host in [Host::X86_64, Host::Aarch64] {
+            for (set, c) in [("docker", docker_caps(&[])), ("all", every_cap())] {
+                let progs = compile_for(&p, &c, KERNEL, host).unwrap();
+                let sizes: Vec<usize> = progs.iter().map(Vec::len).collect();
+                // The longest path through all programs, over every syscall number (what
+                // the kernel runs for a call its action cache cannot answer).
+                let audit = match host {
+                    Host::X86_64 => AUDIT_ARCH_X86_64,
+                    Host::Aarch64 => AUDIT_ARCH_AARCH64,
+                };
+                let longest = (0..600)
+                    .map(|nr| {
+                        let steps = progs.iter().map(|p| eval_counting(p, audit, nr, [0; 6]).1);
+                        steps.sum::<usize>()
+                    })
+                    .max()
+                    .unwrap_or(0);
+                eprintln!("{host:?} caps={set}: program sizes {sizes:?}, longest path {longest}");
+                assert!(sizes.iter().all(|n| *n < 4096), "{host:?} {set}: {sizes:?}");
+                let total: usize = sizes.iter().map(|n| n + 4).sum();
+                assert!(total <= 32768, "{host:?} {set}: {total}");
+                // The allow list really is in there: five instructions per call without
+                // conditions, and each architecture has more than 250 of them.
+                let largest = sizes.iter().max().copied().unwrap_or(0);
+                assert!(largest > 5 * 250, "{host:?} {set}: {sizes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn capabilities_gate_rules_like_docker() {
+        let p = default_profile();
+        let allows = |name: &str, c: &BTreeSet<String>| {
+            p.syscalls.iter().any(|r| {
+                r.action == "SCMP_ACT_ALLOW"
+                    && r.names.iter().any(|n| n == name)
+                    && selected(r, c, Host::X86_64.names(), KERNEL)
+            })
+        };
+        assert!(!allows("mount", &docker_caps(&[])));
+        assert!(allows("mount", &docker_caps(&["CAP_SYS_ADMIN"])));
+        assert!(!allows("reboot", &docker_caps(&[])));
+        assert!(allows("reboot", &caps(&["CAP_SYS_BOOT"])));
+        // CAP_SYS_CHROOT is in Docker's default set, so chroot is allowed by default.
+        assert!(allows("chroot", &docker_caps(&[])));
+        assert!(!allows("chroot", &caps(&[])));
+        assert!(allows("arch_prctl", &caps(&[])));
+        assert!(!allows("cacheflush", &caps(&[])));
+    }
+
+    #[test]
+    fn ptrace_needs_kernel_4_8_or_cap_sys_ptrace() {
+        let p = default_profile();
+        let z = [0u64; 6];
+        let nr = |n: &str| nr_x86_64(n).unwrap();
+        let old = compile_for(&p, &docker_caps(&[]), (4, 4), Host::X86_64).unwrap();
+        let new = compile_for(&p, &docker_caps(&[]), (5, 10), Host::X86_64).unwrap();
+        let traced = compile_for(&p, &caps(&["CAP_SYS_PTRACE"]), (4, 4), Host::X86_64).unwrap();
+        let on = |progs: &[BpfProgram], n: &str| verdict_on(progs, AUDIT_ARCH_X86_64, nr(n), z);
+        assert_eq!(on(&old, "ptrace"), EPERM);
+        assert_eq!(on(&new, "ptrace"), ALLOW);
+        assert_eq!(on(&new, "process_vm_readv"), ALLOW);
+        assert_eq!(on(&traced, "ptrace"), ALLOW);
+        // kcmp and pidfd_getfd only ever with CAP_SYS_PTRACE.
+        assert_eq!(on(&new, "kcmp"), EPERM);
+        assert_eq!(on(&traced, "pidfd_getfd"), ALLOW);
         assert_eq!(parse_version("6.18.44-fc"), (6, 18));
     }
 
     /// A classic-BPF interpreter for the instructions seccompiler emits, over a
     /// `seccomp_data` of (arch, nr, args).
     fn eval(prog: &BpfProgram, arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        eval_counting(prog, arch, nr, args).0
+    }
+
+    /// [`eval`] and the number of instructions it ran.
+    fn eval_counting(prog: &BpfProgram, arch: u32, nr: u32, args: [u64; 6]) -> (u32, usize) {
         let word = |off: u32| -> u32 {
             match off {
                 0 => nr,
@@ -509,10 +648,11 @@ mod tests {
                 o => panic!("load at {o}"),
             }
         };
-        let (mut acc, mut pc) = (0u32, 0usize);
+        let (mut acc, mut pc, mut steps) = (0u32, 0usize, 0usize);
         loop {
             let f = &prog[pc];
             pc += 1;
+            steps += 1;
             match f.code {
                 0x20 => acc = word(f.k),
                 0x54 => acc &= f.k,
@@ -526,18 +666,20 @@ mod tests {
                     };
                     pc += usize::from(if hit { f.jt } else { f.jf });
                 }
-                0x06 => return f.k,
+                0x06 => return (f.k, steps),
                 c => panic!("opcode {c:#x}"),
             }
         }
     }
+
+    const AUDIT_ARCH_AARCH64: u32 = 183 | 0x8000_0000 | 0x4000_0000;
 
     /// The kernel's verdict over several filters: the most severe action (signed
     /// comparison of the action bits); among equals the newest filter's.
     fn verdict(progs: &[BpfProgram], nr: i64, args: [u64; 6]) -> u32 {
         let audit = match std::env::consts::ARCH {
             "x86_64" => AUDIT_ARCH_X86_64,
-            _ => 183 | 0x8000_0000 | 0x4000_0000,
+            _ => AUDIT_ARCH_AARCH64,
         };
         verdict_on(progs, audit, nr, args)
     }
@@ -554,71 +696,262 @@ mod tests {
         best.unwrap()
     }
 
+    /// The host's own numbers (for the custom-profile tests below).
     fn nr(name: &str) -> i64 {
         i64::from(syscalls::Sysno::from_str(name).unwrap().id())
     }
 
     const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
     const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    const ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+
+    /// Verdicts of the default profile on one architecture's calls (`audit`, `resolve`),
+    /// compiled for `host`.
+    struct Judge {
+        plain: Vec<BpfProgram>,
+        admin: Vec<BpfProgram>,
+        all: Vec<BpfProgram>,
+        audit: u32,
+        resolve: fn(&str) -> Option<i64>,
+    }
+
+    impl Judge {
+        fn new(host: Host, audit: u32, resolve: fn(&str) -> Option<i64>) -> Judge {
+            let p = default_profile();
+            Judge {
+                plain: compile_for(&p, &docker_caps(&[]), KERNEL, host).unwrap(),
+                admin: compile_for(&p, &docker_caps(&["CAP_SYS_ADMIN"]), KERNEL, host).unwrap(),
+                all: compile_for(&p, &every_cap(), KERNEL, host).unwrap(),
+                audit,
+                resolve,
+            }
+        }
+
+        fn nr(&self, name: &str) -> i64 {
+            (self.resolve)(name).unwrap_or_else(|| panic!("no syscall {name}"))
+        }
+
+        fn on(&self, progs: &[BpfProgram], name: &str, args: [u64; 6]) -> u32 {
+            verdict_on(progs, self.audit, self.nr(name), args)
+        }
+
+        fn plain(&self, name: &str) -> u32 {
+            self.on(&self.plain, name, [0; 6])
+        }
+
+        fn admin(&self, name: &str) -> u32 {
+            self.on(&self.admin, name, [0; 6])
+        }
+
+        fn all(&self, name: &str) -> u32 {
+            self.on(&self.all, name, [0; 6])
+        }
+
+        /// What every architecture shares.
+        fn check_common(&self) {
+            for name in [
+                "read",
+                "write",
+                "openat",
+                "close",
+                "execve",
+                "exit_group",
+                "futex",
+                "mmap",
+                "munmap",
+                "mprotect",
+                "brk",
+                "epoll_ctl",
+                "epoll_pwait",
+                "io_setup",
+                "io_getevents",
+                "statx",
+                "getdents64",
+                "rseq",
+                "getrandom",
+                "wait4",
+                "rt_sigaction",
+                "rt_sigreturn",
+                "prctl",
+                "capset",
+                "setresuid",
+                "setgroups",
+                "pipe2",
+                "dup3",
+                "sendto",
+                "recvmsg",
+                "pidfd_open",
+                "prlimit64",
+                "set_robust_list",
+                "faccessat2",
+                "seccomp",
+                "uname",
+                "chroot",
+                "ptrace",
+            ] {
+                assert_eq!(self.plain(name), ALLOW, "{name}");
+            }
+            // Not in Docker's list, whatever the capabilities.
+            for name in [
+                "kexec_load",
+                "keyctl",
+                "add_key",
+                "io_uring_setup",
+                "userfaultfd",
+            ] {
+                assert_eq!(self.plain(name), EPERM, "{name}");
+                assert_eq!(self.all(name), EPERM, "{name} with every capability");
+            }
+            // Capability-gated.
+            for (name, cap_holder_allowed) in [
+                ("mount", true),
+                ("umount2", true),
+                ("unshare", true),
+                ("setns", true),
+                ("fsopen", true),
+                ("open_tree", true),
+                ("perf_event_open", true),
+                ("bpf", true),
+                ("open_by_handle_at", false),
+                ("reboot", false),
+                ("init_module", false),
+                ("acct", false),
+                ("settimeofday", false),
+                ("clock_settime", false),
+                ("vhangup", false),
+                ("mbind", false),
+                ("syslog", true),
+                ("kcmp", false),
+            ] {
+                assert_eq!(self.plain(name), EPERM, "{name}");
+                let admin = if cap_holder_allowed { ALLOW } else { EPERM };
+                assert_eq!(self.admin(name), admin, "{name} with CAP_SYS_ADMIN");
+                assert_eq!(self.all(name), ALLOW, "{name} with every capability");
+            }
+            // A number no kernel has.
+            assert_eq!(verdict_on(&self.plain, self.audit, 1000, [0; 6]), EPERM);
+            // clone: forks and threads yes, namespace flags only with CAP_SYS_ADMIN.
+            let sigchld = 17u64;
+            let thread = 0x003d_0f00u64;
+            for flags in [sigchld, thread, 0x4111] {
+                let args = [flags, 0, 0, 0, 0, 0];
+                assert_eq!(self.on(&self.plain, "clone", args), ALLOW, "{flags:#x}");
+            }
+            for ns in [
+                0x0002_0000u64,
+                0x0200_0000,
+                0x0400_0000,
+                0x0800_0000,
+                0x1000_0000,
+            ] {
+                let args = [sigchld | ns, 0, 0, 0, 0, 0];
+                assert_eq!(self.on(&self.plain, "clone", args), EPERM, "{ns:#x}");
+                assert_eq!(self.on(&self.admin, "clone", args), ALLOW, "{ns:#x}");
+            }
+            assert_eq!(self.plain("clone3"), ENOSYS);
+            assert_eq!(self.admin("clone3"), ALLOW);
+            // personality: Docker's five values only.
+            for v in [0u64, 8, 0x2_0000, 0x2_0008, 0xffff_ffff] {
+                let args = [v, 0, 0, 0, 0, 0];
+                assert_eq!(self.on(&self.plain, "personality", args), ALLOW, "{v:#x}");
+            }
+            for v in [1u64, 0x0040_0000, 0x0004_0000] {
+                let args = [v, 0, 0, 0, 0, 0];
+                assert_eq!(self.on(&self.plain, "personality", args), EPERM, "{v:#x}");
+                assert_eq!(self.on(&self.all, "personality", args), EPERM, "{v:#x}");
+            }
+            // socket: AF_VSOCK (40) refused, AF_UNIX and AF_INET allowed.
+            let sock = |domain: u64| self.on(&self.plain, "socket", [domain, 1, 0, 0, 0, 0]);
+            assert_eq!(sock(40), EPERM);
+            assert_eq!(sock(1), ALLOW);
+            assert_eq!(sock(2), ALLOW);
+        }
+    }
 
     #[test]
-    fn default_profile_verdicts_are_dockers() {
-        let p = default_profile();
-        let plain = compile(&p, &caps(&["CAP_CHOWN", "CAP_KILL"])).unwrap();
-        let admin = compile(&p, &caps(&["CAP_SYS_ADMIN"])).unwrap();
-        let z = [0u64; 6];
-        assert_eq!(verdict(&plain, nr("read"), z), ALLOW);
-        assert_eq!(verdict(&plain, nr("mount"), z), EPERM);
-        assert_eq!(verdict(&admin, nr("mount"), z), ALLOW);
-        assert_eq!(verdict(&plain, nr("unshare"), z), EPERM);
-        assert_eq!(verdict(&plain, nr("keyctl"), z), EPERM);
-        assert_eq!(verdict(&admin, nr("keyctl"), z), EPERM);
-        // clone: plain forks are fine, namespace flags are not (without CAP_SYS_ADMIN).
-        let sigchld = [17u64, 0, 0, 0, 0, 0];
-        let newuser = [17u64 | 0x1000_0000, 0, 0, 0, 0, 0];
-        assert_eq!(verdict(&plain, nr("clone"), sigchld), ALLOW);
-        assert_eq!(verdict(&plain, nr("clone"), newuser), EPERM);
-        assert_eq!(verdict(&admin, nr("clone"), newuser), ALLOW);
+    fn default_profile_on_x86_64() {
+        let j = Judge::new(Host::X86_64, AUDIT_ARCH_X86_64, nr_x86_64);
+        j.check_common();
+        for name in [
+            "open",
+            "stat",
+            "newfstatat",
+            "epoll_wait",
+            "fork",
+            "vfork",
+            "arch_prctl",
+            "modify_ldt",
+        ] {
+            assert_eq!(j.plain(name), ALLOW, "{name}");
+        }
+        assert_eq!(j.plain("iopl"), EPERM);
+        assert_eq!(j.all("iopl"), ALLOW);
+        // x32-ABI numbers are refused, even for calls the list allows.
+        let x32_read = 0x4000_0000 | j.nr("read");
         assert_eq!(
-            verdict(&plain, nr("clone3"), z),
-            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
-        );
-        // personality: only the allowed personas.
-        assert_eq!(
-            verdict(&plain, nr("personality"), [8, 0, 0, 0, 0, 0]),
-            ALLOW
-        );
-        assert_eq!(
-            verdict(&plain, nr("personality"), [0xffff_ffff, 0, 0, 0, 0, 0]),
-            ALLOW
-        );
-        assert_eq!(
-            verdict(&plain, nr("personality"), [0x0040_0000, 0, 0, 0, 0, 0]),
+            verdict_on(&j.plain, AUDIT_ARCH_X86_64, x32_read, [0; 6]),
             EPERM
         );
-        // socket: AF_VSOCK (40) refused, AF_INET allowed.
-        assert_eq!(verdict(&plain, nr("socket"), [40, 1, 0, 0, 0, 0]), EPERM);
-        assert_eq!(verdict(&plain, nr("socket"), [2, 1, 0, 0, 0, 0]), ALLOW);
-        if std::env::consts::ARCH == "x86_64" {
-            assert_eq!(verdict(&plain, 0x4000_0000 | nr("read"), z), EPERM, "x32");
-            // 32-bit x86 calls are judged by their own numbers.
-            let i386 = |name: &str| i64::from(syscalls::x86::Sysno::from_str(name).unwrap().id());
-            let on = |progs: &[BpfProgram], name: &str| {
-                verdict_on(progs, AUDIT_ARCH_I386, i386(name), z)
-            };
-            assert_eq!(on(&plain, "read"), ALLOW);
-            assert_eq!(on(&plain, "mount"), EPERM);
-            assert_eq!(on(&admin, "mount"), ALLOW);
-            assert_eq!(on(&plain, "ptrace"), ALLOW);
-            // i386's `mount` (21) is x86_64's `access`: each judged by its own table.
-            assert_eq!(verdict(&plain, i386("mount"), z), ALLOW);
-            // Any other architecture is killed.
-            let arm = 40 | 0x4000_0000;
+        assert_eq!(
+            verdict_on(&j.all, AUDIT_ARCH_X86_64, x32_read, [0; 6]),
+            EPERM
+        );
+        // Any architecture but x86_64 and i386 is killed.
+        let read = j.nr("read");
+        assert_eq!(
+            verdict_on(&j.plain, AUDIT_ARCH_AARCH64, read, [0; 6]),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
+    }
+
+    #[test]
+    fn default_profile_on_i386_calls_of_x86_64() {
+        let j = Judge::new(Host::X86_64, AUDIT_ARCH_I386, nr_i386);
+        j.check_common();
+        // Names only i386 has are compiled into its program (skipped for x86_64).
+        for name in [
+            "_llseek",
+            "mmap2",
+            "chown32",
+            "socketcall",
+            "fcntl64",
+            "arch_prctl",
+        ] {
+            assert_eq!(j.plain(name), ALLOW, "{name}");
+            assert!(nr_x86_64(name).is_none() || name == "arch_prctl");
+        }
+        // i386's `mount` (21) is x86_64's `access`: each judged by its own table.
+        let mount = j.nr("mount");
+        assert_eq!(verdict_on(&j.plain, AUDIT_ARCH_I386, mount, [0; 6]), EPERM);
+        assert_eq!(
+            verdict_on(&j.plain, AUDIT_ARCH_X86_64, mount, [0; 6]),
+            ALLOW
+        );
+    }
+
+    #[test]
+    fn default_profile_on_aarch64() {
+        let j = Judge::new(Host::Aarch64, AUDIT_ARCH_AARCH64, nr_aarch64);
+        j.check_common();
+        assert!(nr_aarch64("open").is_none() && nr_aarch64("arch_prctl").is_none());
+        // libseccomp's name for the generic table's fstatat (glibc's stat).
+        assert_eq!(j.plain("newfstatat"), ALLOW);
+        assert_eq!(j.nr("newfstatat"), 79);
+        // Calls of another architecture (32-bit arm, x86_64) are killed.
+        let read = j.nr("read");
+        for audit in [40 | 0x4000_0000, AUDIT_ARCH_X86_64] {
             assert_eq!(
-                verdict_on(&plain, arm, nr("read"), z),
+                verdict_on(&j.plain, audit, read, [0; 6]),
                 libc::SECCOMP_RET_KILL_PROCESS
             );
         }
+    }
+
+    #[test]
+    fn host_compile_uses_the_host_numbers() {
+        let progs = compile(&default_profile(), &docker_caps(&[])).unwrap();
+        assert_eq!(verdict(&progs, nr("read"), [0; 6]), ALLOW);
+        assert_eq!(verdict(&progs, nr("kexec_load"), [0; 6]), EPERM);
     }
 
     #[test]

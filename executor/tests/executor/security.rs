@@ -26,7 +26,16 @@ impl Fixture {
         if !busybox_rootfs(&rootfs) {
             return None;
         }
-        for a in ["chown", "unshare", "mount", "df", "umount"] {
+        for a in [
+            "chown",
+            "unshare",
+            "mount",
+            "df",
+            "umount",
+            "pivot_root",
+            "linux32",
+            "top",
+        ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
         }
         let guard = UnmountGuard(dir.path().to_path_buf());
@@ -158,6 +167,36 @@ fn default_seccomp_blocks_namespaces_and_unconfined_or_privileged_lift_it() {
     assert!(out(&st).contains("mount-ok"), "{}", out(&st));
     assert_eq!(status_field(&st, "Seccomp"), "0");
     assert_ne!(status_field(&st, "CapEff"), DOCKER_DEFAULT_CAPS);
+}
+
+/// The default profile is an allow list: `pivot_root` is in none of its entries, so even
+/// with CAP_SYS_ADMIN (which lets mount and unshare through) it fails with the filter's
+/// EPERM, where the kernel alone would say ENOENT for missing directories.
+#[test]
+fn default_seccomp_is_an_allow_list_even_with_cap_sys_admin() {
+    let Some(f) = Fixture::new("sandbox default seccomp allow list") else {
+        return;
+    };
+    let script = "pivot_root /no-such-dir /no-such-dir/old; mkdir -p /mnt && mount -t tmpfs none /mnt && \
+                  echo mount-ok; unshare -U true && echo unshare-ok; linux32 true && echo linux32-ok; \
+                  ps >/dev/null && top -bn1 >/dev/null && echo ps-top-ok";
+    let mut spec = f.spec(script);
+    spec.security.cap_add = vec!["SYS_ADMIN".into()];
+    let st = f.run(&spec);
+    let o = out(&st);
+    let pivot_root_error = |o: &str, why: &str| {
+        o.lines()
+            .any(|l| l.starts_with("pivot_root:") && l.ends_with(why))
+    };
+    assert!(pivot_root_error(&o, "Operation not permitted"), "{o}");
+    for ok in ["mount-ok", "unshare-ok", "linux32-ok", "ps-top-ok"] {
+        assert!(o.contains(ok), "{ok}: {o}");
+    }
+    spec.security.seccomp = Seccomp::Unconfined;
+    let st = f.run(&spec);
+    let o = out(&st);
+    assert!(pivot_root_error(&o, "No such file or directory"), "{o}");
+    assert!(!o.contains("Operation not permitted"), "{o}");
 }
 
 #[test]
