@@ -12,7 +12,10 @@
 //!
 //! Per-container rules carry the comment `rbuild:<container id>` so they can be removed
 //! exactly, also after a crash. Rules are managed with the `iptables` command (`-w` waits
-//! for the xtables lock); iptables-nft and iptables-legacy both work.
+//! for the xtables lock); iptables-nft and iptables-legacy both work. Each iptables run
+//! costs a few milliseconds, so what is in place is read with one `iptables-save` and
+//! compared as text first (its canonical form is how the rules are written here); only
+//! when something differs (or `iptables-save` is missing) are the `-C` checks run.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
@@ -83,6 +86,61 @@ fn args(table: &str, rest: &[&str]) -> Vec<String> {
     let mut v = vec!["-t".to_string(), table.to_string()];
     v.extend(rest.iter().map(|s| s.to_string()));
     v
+}
+
+/// The ruleset as one `iptables-save` printed it: each table's lines.
+#[derive(Debug, Default)]
+struct Saved {
+    tables: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Saved {
+    /// Reads every table (`None` when `iptables-save` is missing or fails).
+    fn read() -> Option<Saved> {
+        let out = Command::new("iptables-save").output().ok()?;
+        out.status
+            .success()
+            .then(|| Saved::parse(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    fn parse(text: &str) -> Saved {
+        let mut saved = Saved::default();
+        let mut table: Option<&mut Vec<String>> = None;
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix('*') {
+                table = Some(saved.tables.entry(name.to_string()).or_default());
+            } else if line == "COMMIT" {
+                table = None;
+            } else if let Some(t) = table.as_mut() {
+                t.push(line.to_string());
+            }
+        }
+        saved
+    }
+
+    fn lines(&self, table: &str) -> &[String] {
+        self.tables.get(table).map_or(&[], Vec::as_slice)
+    }
+
+    fn has_chain(&self, table: &str, chain: &str) -> bool {
+        let decl = format!(":{chain} ");
+        self.lines(table).iter().any(|l| l.starts_with(&decl))
+    }
+
+    fn has_rule(&self, table: &str, chain: &str, rule: &[String]) -> bool {
+        let want = format!("-A {chain} {}", rule.join(" "));
+        self.lines(table).contains(&want)
+    }
+
+    /// The chain's `-A` lines, split into words.
+    fn rules(&self, table: &str, chain: &str) -> Vec<Vec<String>> {
+        let prefix = format!("-A {chain} ");
+        self.lines(table)
+            .iter()
+            .filter(|l| l.starts_with(&prefix))
+            .map(|l| split_words(l))
+            .collect()
+    }
 }
 
 impl Firewall {
@@ -171,6 +229,9 @@ impl Firewall {
     /// cheap when everything is in place (checks only, so running containers never see the
     /// rules flushed); a chain missing a base rule (e.g. after a subnet change) is rebuilt.
     pub fn setup(&self) -> Result<()> {
+        if Saved::read().is_some_and(|s| self.in_place(&s)) {
+            return Ok(());
+        }
         for (table, chain, rules) in self.base_rules() {
             if !ok(&args(table, &["-n", "-L", &chain]))? {
                 run(&args(table, &["-N", &chain]))?;
@@ -188,7 +249,7 @@ impl Firewall {
                 continue;
             }
             // Keep per-container rules; replace the base rules.
-            let keep = self.rules_with_comment(table, &chain)?;
+            let keep = self.rules_with_comment(None, table, &chain)?;
             run(&args(table, &["-F", &chain]))?;
             for r in rules {
                 let mut a = args(table, &["-A", &chain]);
@@ -211,6 +272,16 @@ impl Firewall {
             }
         }
         Ok(())
+    }
+
+    /// Whether every chain, bridge-wide rule and jump is in `saved`.
+    fn in_place(&self, saved: &Saved) -> bool {
+        self.base_rules().iter().all(|(table, chain, rules)| {
+            saved.has_chain(table, chain) && rules.iter().all(|r| saved.has_rule(table, chain, r))
+        }) && self
+            .jumps()
+            .iter()
+            .all(|(table, chain, rule)| saved.has_rule(table, chain, rule))
     }
 
     /// Removes the jumps and the chains; anything missing is fine.
@@ -327,8 +398,9 @@ impl Firewall {
 
     /// Removes the per-container rules whose container id fails `keep`.
     pub fn remove_where(&self, remove: impl Fn(&str) -> bool) -> Result<()> {
+        let saved = Saved::read();
         for (table, chain, _) in self.base_rules() {
-            for line in self.rules_with_comment(table, &chain)? {
+            for line in self.rules_with_comment(saved.as_ref(), table, &chain)? {
                 let Some(id) = comment_id(&line) else {
                     continue;
                 };
@@ -346,8 +418,9 @@ impl Firewall {
     /// The container ids with rules in the bridge's chains.
     pub fn container_ids(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
+        let saved = Saved::read();
         for (table, chain, _) in self.base_rules() {
-            for line in self.rules_with_comment(table, &chain)? {
+            for line in self.rules_with_comment(saved.as_ref(), table, &chain)? {
                 if let Some(id) = comment_id(&line) {
                     ids.push(id.to_string());
                 }
@@ -358,17 +431,30 @@ impl Firewall {
         Ok(ids)
     }
 
-    /// The `-A <chain> ...` lines (split into words) of the chain's per-container rules; a
-    /// missing chain has none.
-    fn rules_with_comment(&self, table: &str, chain: &str) -> Result<Vec<Vec<String>>> {
-        let out = iptables(&args(table, &["-S", chain]))?;
-        if !out.status.success() {
-            return Ok(Vec::new());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with("-A "))
-            .map(split_words)
+    /// The `-A <chain> ...` lines (split into words) of the chain's per-container rules,
+    /// from `saved` or else from `iptables -S`; a missing chain has none.
+    fn rules_with_comment(
+        &self,
+        saved: Option<&Saved>,
+        table: &str,
+        chain: &str,
+    ) -> Result<Vec<Vec<String>>> {
+        let lines = match saved {
+            Some(s) => s.rules(table, chain),
+            None => {
+                let out = iptables(&args(table, &["-S", chain]))?;
+                if !out.status.success() {
+                    return Ok(Vec::new());
+                }
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| l.starts_with("-A "))
+                    .map(split_words)
+                    .collect()
+            }
+        };
+        Ok(lines
+            .into_iter()
             .filter(|w| comment_id(w).is_some())
             .collect())
     }
@@ -420,6 +506,26 @@ fn split_words(line: &str) -> Vec<String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_rules_are_recognised_as_iptables_save_prints_them() {
+        let fw = Firewall::new("rbuild0", "10.95.0.0/24".parse().unwrap());
+        let text = "# Generated by iptables-save\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:RBUILD-FWD-rbuild0 - [0:0]\n-A FORWARD -j RBUILD-FWD-rbuild0\n-A RBUILD-FWD-rbuild0 -o rbuild0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A RBUILD-FWD-rbuild0 -i rbuild0 -j ACCEPT\n-A RBUILD-FWD-rbuild0 -d 10.95.0.2/32 ! -i rbuild0 -o rbuild0 -p tcp -m tcp --dport 80 -m comment --comment \"rbuild:c1\" -j ACCEPT\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:RBUILD-DNAT-rbuild0 - [0:0]\n:RBUILD-NAT-rbuild0 - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j RBUILD-DNAT-rbuild0\n-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j RBUILD-DNAT-rbuild0\n-A POSTROUTING -j RBUILD-NAT-rbuild0\n-A RBUILD-DNAT-rbuild0 -i rbuild0 -j RETURN\n-A RBUILD-NAT-rbuild0 -s 10.95.0.0/24 ! -o rbuild0 -j MASQUERADE\nCOMMIT\n";
+        let saved = Saved::parse(text);
+        assert!(fw.in_place(&saved));
+        let rules = fw
+            .rules_with_comment(Some(&saved), FILTER, &fw.fwd_chain())
+            .unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(comment_id(&rules[0]), Some("c1"));
+        // A missing jump, another subnet or a rule in the wrong table is not in place.
+        let no_jump = Saved::parse(&text.replace("-A POSTROUTING -j RBUILD-NAT-rbuild0\n", ""));
+        assert!(!fw.in_place(&no_jump));
+        let other = Firewall::new("rbuild0", "10.96.0.0/24".parse().unwrap());
+        assert!(!other.in_place(&saved));
+        let moved = Saved::parse(&text.replace("*nat", "*mangle"));
+        assert!(!fw.in_place(&moved));
+    }
 
     #[test]
     fn words_and_comment_ids() {
