@@ -1,6 +1,6 @@
 //! Containers on disk: `<root>/containers-v1/<id>/` holds `config.json` (what `create`
-//! decided, never changed afterwards), `state.json` (status, PIDs, exit code; replaced
-//! atomically under the container's `lock` file), `<id>-json.log` (Docker's json-file log)
+//! decided, never changed afterwards; fsynced), `state.json` (status, PIDs, exit code;
+//! replaced by rename under the container's `lock` file, not fsynced), `<id>-json.log` (Docker's json-file log)
 //! and `rootfs/` (the mount point of the container's snapshot while it runs). Names are
 //! made unique under `containers-v1/names.lock`.
 
@@ -12,7 +12,7 @@ use rbuild_executor::cgroup::Limits;
 use rbuild_exporter::lock::FileLock;
 use serde::{Deserialize, Serialize};
 
-use crate::build::worker::state::write_atomic;
+use crate::build::worker::state::{write_atomic, write_replace};
 
 pub const CONTAINERS_DIR: &str = "containers-v1";
 
@@ -196,9 +196,11 @@ impl Containers {
         Ok(st)
     }
 
+    /// Replaces `state.json` (renamed into place, not fsynced: [`Containers::state`] reads
+    /// a lost or garbled update safely, and a reboot ends every container anyway).
     pub fn write_state(&self, id: &str, st: &State) -> Result<(), String> {
         let data = serde_json::to_vec_pretty(st).map_err(|e| e.to_string())?;
-        write_atomic(&self.path(id).join("state.json"), &data)
+        write_replace(&self.path(id).join("state.json"), &data)
     }
 
     /// Records a new container; fails when the name is taken.

@@ -89,6 +89,23 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
         .map_err(|e| io_err("fsync", dir, e))
 }
 
+/// Replaces `path` atomically against a crash of this process (temp file + rename) but
+/// without fsync: for volatile records whose reader survives losing the last updates or
+/// finding the file empty after a power cut (a container's `state.json`: a container
+/// recorded running whose monitor is gone reads as exited, a garbled one as created).
+pub fn write_replace(path: &Path, data: &[u8]) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| io_err("create a temp file in", dir, e))?;
+    tmp.write_all(data)
+        .map_err(|e| io_err("write", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| io_err("rename onto", path, e.error))?;
+    Ok(())
+}
+
 /// A name safe as a file name for a key like `sha256:abc`.
 fn file_name(key: &str) -> String {
     key.chars()
