@@ -22,6 +22,9 @@ pub enum Error {
         #[source]
         source: nix::errno::Errno,
     },
+    /// A process with a deadline ([`crate::exec_capture`]) outlived it and was terminated.
+    #[error("the process exceeded its timeout and was terminated")]
+    TimedOut,
     /// Snapshot `key` does not exist.
     #[error("snapshot {0:?} not found")]
     SnapshotNotFound(String),

@@ -23,6 +23,6 @@ pub mod user;
 
 pub use error::{Error, Result};
 pub use sandbox::{ExitStatus, MountSpec, NetworkMode, ProcessSpec, RunOptions, Stdio, run};
-pub use sandbox_exec::{ExecSpec, exec_in, exec_in_with};
+pub use sandbox_exec::{Captured, ExecSpec, exec_capture, exec_in, exec_in_with};
 pub use sandbox_init::sandbox_init_entry;
 pub use snapshot::{Mounts, Snapshotter};

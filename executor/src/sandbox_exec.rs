@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
@@ -67,7 +68,63 @@ pub fn exec_in(spec: &ExecSpec) -> Result<ExitStatus> {
 
 /// [`exec_in`], on a pseudo-terminal opened inside the container when `pty` is given
 /// (`exec -t`).
-pub fn exec_in_with(spec: &ExecSpec, mut pty: Option<PtyIo<'_>>) -> Result<ExitStatus> {
+pub fn exec_in_with(spec: &ExecSpec, pty: Option<PtyIo<'_>>) -> Result<ExitStatus> {
+    exec_inner(spec, pty, None)
+}
+
+/// What [`exec_capture`] saw.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// `None` when the process outlived the timeout (it was then terminated).
+    pub status: Option<ExitStatus>,
+    /// The first bytes of stdout and stderr, interleaved as written.
+    pub output: Vec<u8>,
+}
+
+/// Runs `spec` in the container with stdin from `/dev/null` and stdout and stderr captured
+/// together (the first `limit` bytes kept; the rest is read and dropped so the process never
+/// blocks), as a health check runs. After `timeout` the process gets SIGTERM (the exec
+/// init forwards it) and, a second later, its exec init SIGKILL.
+pub fn exec_capture(spec: &ExecSpec, timeout: Duration, limit: usize) -> Result<Captured> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = File::from(read);
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = limit.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+        let _ = tx.send(kept);
+    });
+    let status = exec_inner(spec, None, Some((write, timeout)));
+    // A background process the command left may hold the pipe open: its output is not
+    // waited for (the reader thread ends with it).
+    let output = rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
+    match status {
+        Ok(st) => Ok(Captured {
+            status: Some(st),
+            output,
+        }),
+        Err(Error::TimedOut) => Ok(Captured {
+            status: None,
+            output,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+fn exec_inner(
+    spec: &ExecSpec,
+    mut pty: Option<PtyIo<'_>>,
+    capture: Option<(OwnedFd, Duration)>,
+) -> Result<ExitStatus> {
     let (spec_r, spec_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
     let (report_r, report_w) =
@@ -84,8 +141,38 @@ pub fn exec_in_with(spec: &ExecSpec, mut pty: Option<PtyIo<'_>>) -> Result<ExitS
         fds.push((theirs, CONSOLE_FD));
         console = Some(ours);
     }
+    let mut timeout = None;
+    if let Some((out, limit)) = capture {
+        let err = out.try_clone().map_err(|e| Error::io("dup", "pipe", e))?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(out))
+            .stderr(std::process::Stdio::from(err));
+        timeout = Some(limit);
+    }
     let mut child = sys::spawn_with_fds(&mut cmd, fds)
         .map_err(|e| Error::Sandbox(format!("spawn {}: {e}", init_program().display())))?;
+    // The pipe's write ends now live only in the child.
+    drop(cmd);
+    let (done, watchdog) = match timeout {
+        Some(limit) => {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let pid = child.id() as i32;
+            // The child is reaped only after `done` is sent, so its PID stays its own.
+            let h = std::thread::spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError::Timeout;
+                if rx.recv_timeout(limit) != Err(Timeout) {
+                    return false;
+                }
+                let _ = crate::process::send_signal(pid, 15);
+                if rx.recv_timeout(Duration::from_secs(1)) == Err(Timeout) {
+                    let _ = crate::process::send_signal(pid, 9);
+                }
+                true
+            });
+            (Some(tx), Some(h))
+        }
+        None => (None, None),
+    };
     let init = ExecInit {
         spec: spec.clone(),
         tty: pty.as_ref().map(|p| p.tty),
@@ -103,9 +190,16 @@ pub fn exec_in_with(spec: &ExecSpec, mut pty: Option<PtyIo<'_>>) -> Result<ExitS
             buf
         }
     };
+    if let Some(tx) = done {
+        let _ = tx.send(());
+    }
+    let timed_out = watchdog.is_some_and(|h| h.join().unwrap_or(false));
     let exit = child
         .wait()
         .map_err(|e| Error::Sandbox(format!("wait for exec init: {e}")))?;
+    if timed_out {
+        return Err(Error::TimedOut);
+    }
     written.map_err(|e| Error::Sandbox(format!("send spec to exec init: {e}")))?;
     let report: Report = serde_json::from_slice(&buf)
         .map_err(|_| Error::Sandbox(format!("exec init exited ({exit}) without a report")))?;

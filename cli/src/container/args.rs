@@ -108,6 +108,8 @@ pub struct CreateArgs {
     pub stop_timeout: Option<u64>,
     #[command(flatten)]
     pub security: super::security::SecurityArgs,
+    #[command(flatten)]
+    pub health: super::health::HealthArgs,
     /// The image
     pub image: String,
     /// Command and arguments
@@ -366,5 +368,6 @@ pub fn make_config(
         volumes,
         volume_labels: requested.labels,
         snapshot: format!("ctr-{id}"),
+        healthcheck: super::health::resolve(ic.healthcheck.as_ref(), &args.health)?,
     })
 }

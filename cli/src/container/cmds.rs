@@ -190,7 +190,11 @@ fn status_text(st: &State) -> String {
     match st.status {
         Status::Created => "Created".into(),
         Status::Running if is_paused(st) => format!("Up {} (Paused)", since(&st.started_at)),
-        Status::Running => format!("Up {}", since(&st.started_at)),
+        Status::Running => format!(
+            "Up {}{}",
+            since(&st.started_at),
+            super::health::ps_suffix(st.health.as_ref())
+        ),
         Status::Exited => format!(
             "Exited ({}) {} ago",
             st.exit_code.unwrap_or(0),
@@ -373,7 +377,7 @@ impl LogWindow {
 }
 
 /// Go's `time.ParseDuration` (`1h30m`, `10m`, `1.5s`, `300ms`).
-fn parse_go_duration(s: &str) -> Option<chrono::Duration> {
+pub(crate) fn parse_go_duration(s: &str) -> Option<chrono::Duration> {
     let mut total = 0f64;
     let mut rest = s;
     if rest.is_empty() {
@@ -820,7 +824,7 @@ pub fn inspect_value(containers: &Containers, id: &str) -> Result<Value, String>
     let st = containers.state(id);
     let running = st.status == Status::Running;
     let paused = is_paused(&st);
-    Ok(json!({
+    let mut v = json!({
         "Id": cfg.id,
         "Created": cfg.created,
         "Path": cfg.argv.first().cloned().unwrap_or_default(),
@@ -884,7 +888,22 @@ pub fn inspect_value(containers: &Containers, id: &str) -> Result<Value, String>
             "IPAddress": st.ip.clone().unwrap_or_default(),
             "Ports": st.ports,
         },
-    }))
+    });
+    if let Some(h) = &st.health {
+        v["State"]["Health"] = json!(h);
+    }
+    if let Some(hc) = &cfg.healthcheck {
+        // Docker's form: the test as written, durations in nanoseconds.
+        v["Config"]["Healthcheck"] = json!({
+            "Test": std::iter::once("CMD").chain(hc.argv.iter().map(String::as_str)).collect::<Vec<_>>(),
+            "Interval": hc.interval_ms * 1_000_000,
+            "Timeout": hc.timeout_ms * 1_000_000,
+            "StartPeriod": hc.start_period_ms * 1_000_000,
+            "StartInterval": hc.start_interval_ms * 1_000_000,
+            "Retries": hc.retries,
+        });
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

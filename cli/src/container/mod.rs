@@ -12,6 +12,7 @@ mod attach;
 mod cmds;
 mod commit;
 mod copy;
+pub mod health;
 pub mod mounts;
 pub mod runtime;
 pub mod security;

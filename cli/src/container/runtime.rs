@@ -383,6 +383,10 @@ pub fn run_container(
             st.stopping = false;
             st.started_at = Some(now());
             st.finished_at = None;
+            st.health = cfg
+                .healthcheck
+                .as_ref()
+                .map(|_| super::health::Health::starting());
         })?;
     }
     let result = run_inner(root, &containers, &sn, &cfg, output, cancel);
@@ -445,10 +449,14 @@ fn run_inner(
         cancel: Some(cancel),
         started: Some(tx),
     };
-    // Record the PIDs as soon as the sandbox has them (a thread: `run` blocks).
+    // Record the PIDs as soon as the sandbox has them (a thread: `run` blocks); then the
+    // health checks start.
+    let checks_stop = Arc::new(AtomicBool::new(false));
     let recorder = {
         let containers = containers.clone();
         let id = cfg.id.clone();
+        let cfg = cfg.clone();
+        let checks_stop = checks_stop.clone();
         std::thread::spawn(move || {
             let Ok(init) = rx.recv() else { return };
             let init = init as i32;
@@ -461,6 +469,7 @@ fn run_inner(
                             st.pid = Some(pid);
                         }
                     });
+                    super::health::spawn_checker(containers, cfg, pid, checks_stop);
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -508,6 +517,7 @@ fn run_inner(
         }
     };
     drop(opts);
+    checks_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = recorder.join();
     drop(net_guard);
     drop(mount);

@@ -62,6 +62,9 @@ pub struct Config {
     pub volume_labels: Vec<BTreeMap<String, String>>,
     /// The container's active snapshot.
     pub snapshot: String,
+    /// The image's `HEALTHCHECK` with `--health-*` applied.
+    #[serde(default)]
+    pub healthcheck: Option<super::health::HealthCheck>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -104,6 +107,9 @@ pub struct State {
     pub ip: Option<String>,
     /// Set by `stop`/`kill` so a later exit is not reported as a crash.
     pub stopping: bool,
+    /// Health check results (containers with a health check).
+    #[serde(default)]
+    pub health: Option<super::health::Health>,
 }
 
 /// The containers of one root.

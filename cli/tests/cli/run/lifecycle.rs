@@ -363,3 +363,99 @@ fn attach_without_a_terminal_streams_output_passes_signals_and_exits_with_the_co
     assert_eq!(stdout(&out), "got-term\n");
     env.ok(&["rm", "talker", "trapper"]);
 }
+
+#[test]
+fn healthchecks_from_the_image_and_flags() {
+    let Some(env) = Env::new() else { return };
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nHEALTHCHECK --interval=1s --timeout=5s --retries=2 CMD test -f /ok && echo fine\n",
+    )
+    .unwrap();
+    env.root
+        .build_ok(&["-t", "hc:1", ctx.path().to_str().unwrap()]);
+    let health = |name: &str| -> serde_json::Value {
+        let out = env.ok(&["inspect", "-f", "{{json .State.Health}}", name]);
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let wait_for = |name: &str, status: &str| -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let h = health(name);
+            if h["Status"] == status {
+                return h;
+            }
+            assert!(Instant::now() < deadline, "{name} never {status}: {h}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--network",
+        "none",
+        "hc:1",
+        "sh",
+        "-c",
+        "sleep 3; touch /ok; exec sleep 600",
+    ]);
+    assert_eq!(health("hc")["Status"], "starting");
+    let h = wait_for("hc", "healthy");
+    let last = h["Log"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["ExitCode"], 0, "{h}");
+    assert_eq!(last["Output"], "fine\n", "{h}");
+    assert!(env.ok(&["ps"]).contains("(healthy)"));
+    env.ok(&["exec", "hc", "rm", "/ok"]);
+    let h = wait_for("hc", "unhealthy");
+    assert!(h["FailingStreak"].as_u64().unwrap() >= 2, "{h}");
+    assert!(env.ok(&["ps"]).contains("(unhealthy)"));
+
+    // Flags: a check that outlives its timeout fails with Docker's message.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--network",
+        "none",
+        "--health-cmd",
+        "sleep 30",
+        "--health-interval",
+        "1s",
+        "--health-timeout",
+        "1s",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let h = wait_for("slow", "unhealthy");
+    let last = h["Log"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["ExitCode"], -1, "{h}");
+    assert_eq!(last["Output"], "Health check exceeded timeout (1s)", "{h}");
+    // --no-healthcheck: no health at all.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "off",
+        "--network",
+        "none",
+        "--no-healthcheck",
+        "hc:1",
+        "sleep",
+        "600",
+    ]);
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "off"])).unwrap();
+    assert!(inspect[0]["State"].get("Health").is_none(), "{inspect}");
+    assert!(
+        inspect[0]["Config"].get("Healthcheck").is_none(),
+        "{inspect}"
+    );
+    assert!(!env.ok(&["ps", "--filter", "name=off"]).contains("health"));
+    env.ok(&["rm", "-f", "hc", "slow", "off"]);
+}
