@@ -53,3 +53,35 @@ else
     echo "tar | sha256sum:"; time (tar -C "$ctx" -c . | sha256sum)
 fi
 "$bin" "$ctx" "$cache"
+
+# Docker's context step beside it: BuildKit's `[internal] load build context` (the walk and
+# transfer of the context into the builder) as `--progress=plain` reports it, cold (first
+# build) and warm (same context again). Needs a running dockerd; Debian's 20.10 client.
+docker=/usr/bin/docker
+if [ -n "${NO_DOCKER:-}" ] || ! [ -x "$docker" ] || ! "$docker" info >/dev/null 2>&1; then
+    echo "docker: skipped (no client or no daemon at $docker; NO_DOCKER set?)"
+    exit 0
+fi
+df_dir=$(mktemp -d /tmp/rbuild-bench-context-df.XXXXXX)
+trap 'rm -rf "$df_dir"; "$docker" rmi -f rbuild-bench/context >/dev/null 2>&1 || true' EXIT
+printf 'FROM scratch\nCOPY . /ctx\n' >"$df_dir/Dockerfile"
+context_step() { # prints the seconds of the context step of one docker build
+    DOCKER_BUILDKIT=1 "$docker" build --progress=plain -f "$df_dir/Dockerfile" \
+        -t rbuild-bench/context "$ctx" 2>&1 | python3 -c '
+import re, sys
+step = None
+for line in sys.stdin:
+    m = re.match(r"#(\d+) \[internal\] load build context", line)
+    if m:
+        step = m.group(1)
+    m = re.match(r"#(\d+) DONE ([0-9.]+)s", line)
+    if m and m.group(1) == step:
+        print(m.group(2))
+        break
+'
+}
+"$docker" builder prune -af >/dev/null 2>&1 || true
+echo "docker build context step, cold: $(context_step) s"
+for i in 1 2 3; do
+    echo "docker build context step, warm run $i: $(context_step) s"
+done

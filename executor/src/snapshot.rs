@@ -8,7 +8,14 @@
 //! - `snapshots/<id>/work` — overlayfs workdir of an active snapshot;
 //! - `snapshots/<id>/layer`, `diff` — naive mode's import input and computed diff;
 //! - `removing/` — snapshots renamed away before deletion; `lock` — an `flock` serialising
-//!   changes between processes.
+//!   changes between processes;
+//! - `keys/<sha256 of key>` — the id holding that key, so a lookup reads two small files
+//!   whatever the store's size (a scan of every `meta.json` cost a build step tens of
+//!   milliseconds in a store of a few hundred snapshots). An entry is written before the
+//!   `meta.json` it points to and always checked against it, so a stale entry is no
+//!   snapshot. Entries are not fsynced: `open` rewrites any that are missing once per boot
+//!   (`keys/.complete` holds the boot id of the last full pass), which also indexes a store
+//!   made before the index existed.
 //!
 //! Ids are small integers allocated by `mkdir` (atomic), so paths stay short.
 //!
@@ -232,6 +239,26 @@ impl Snapshotter {
         Ok(s)
     }
 
+    /// The index entry of `key`.
+    fn key_path(&self, key: &str) -> PathBuf {
+        use sha2::{Digest as _, Sha256};
+        self.root
+            .join("keys")
+            .join(hex::encode(Sha256::digest(key.as_bytes())))
+    }
+
+    /// Points `key`'s index entry at `id` (replaced by rename; not fsynced, see the module
+    /// docs).
+    fn index_key(&self, key: &str, id: &str) -> Result<()> {
+        let p = self.key_path(key);
+        let dir = self.root.join("keys");
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).ctx("create temp file", &dir)?;
+        tmp.write_all(id.as_bytes()).ctx("write", tmp.path())?;
+        tmp.persist(&p)
+            .map_err(|e| Error::io("rename", &p, e.error))?;
+        Ok(())
+    }
+
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -254,6 +281,12 @@ impl Snapshotter {
     }
 
     fn cleanup(&self) -> Result<()> {
+        let keys = self.root.join("keys");
+        fs::create_dir_all(&keys).ctx("create dir", &keys)?;
+        let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let complete = keys.join(".complete");
+        let reindex = boot.trim().is_empty()
+            || fs::read_to_string(&complete).map_or(true, |b| b.trim() != boot.trim());
         let removing = self.root.join("removing");
         for e in fs::read_dir(&removing).ctx("read dir", &removing)? {
             let p = e.ctx("read dir", &removing)?.path();
@@ -268,6 +301,9 @@ impl Snapshotter {
                     continue;
                 }
             };
+            if reindex && let Some(id) = dir.file_name().and_then(|n| n.to_str()) {
+                self.index_key(&meta.key, id)?;
+            }
             match meta.kind {
                 Kind::Importing => {
                     let alive = meta
@@ -286,6 +322,9 @@ impl Snapshotter {
                 _ => {}
             }
         }
+        if reindex && !boot.trim().is_empty() {
+            write_atomic(&complete, boot.trim().as_bytes())?;
+        }
         Ok(())
     }
 
@@ -303,7 +342,9 @@ impl Snapshotter {
         serde_json::from_slice(&data).map_err(|source| Error::Metadata { path: p, source })
     }
 
+    /// Writes `id`'s `meta.json`, its key's index entry first.
     fn write_meta(&self, id: &str, meta: &Meta) -> Result<()> {
+        self.index_key(&meta.key, id)?;
         let p = self.snapshots.join(id).join("meta.json");
         let data = serde_json::to_vec_pretty(meta).map_err(|source| Error::Metadata {
             path: p.clone(),
@@ -325,21 +366,33 @@ impl Snapshotter {
         Ok(out)
     }
 
+    /// The snapshot holding `key`, through the key index (see the module docs).
     fn find(&self, key: &str) -> Result<(String, Meta)> {
-        self.all()?
-            .into_iter()
-            .find(|(_, m)| m.key == key)
-            .ok_or_else(|| Error::SnapshotNotFound(key.to_string()))
+        let not_found = || Error::SnapshotNotFound(key.to_string());
+        let p = self.key_path(key);
+        let id = match fs::read_to_string(&p) {
+            Ok(id) => id,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+            Err(e) => return Err(Error::io("read", &p, e)),
+        };
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(not_found());
+        }
+        match self.read_meta_at(&self.snapshots.join(&id)) {
+            Ok(m) if m.key == key => Ok((id, m)),
+            _ => Err(not_found()),
+        }
     }
 
     fn check_new_key(&self, key: &str) -> Result<()> {
         if key.is_empty() || key.len() > 1024 {
             return Err(Error::InvalidKey(key.to_string()));
         }
-        if self.all()?.iter().any(|(_, m)| m.key == key) {
-            return Err(Error::SnapshotExists(key.to_string()));
+        match self.find(key) {
+            Ok(_) => Err(Error::SnapshotExists(key.to_string())),
+            Err(Error::SnapshotNotFound(_)) => Ok(()),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
     /// Allocates a new id by `mkdir`.
@@ -457,6 +510,8 @@ impl Snapshotter {
                 pid: None,
             },
         )?;
+        // The active key's entry now points at a snapshot named otherwise: drop it.
+        let _ = fs::remove_file(self.key_path(key));
         for d in ["work", "diff"] {
             let p = self.snapshots.join(&id).join(d);
             if p.exists() {
@@ -477,7 +532,10 @@ impl Snapshotter {
         if all.iter().any(|(_, m)| m.parent.as_deref() == Some(id)) {
             return Err(Error::SnapshotInUse(key.to_string()));
         }
-        self.discard(&self.snapshots.join(id))
+        self.discard(&self.snapshots.join(id))?;
+        // A stale entry would only be ignored; removing it keeps `keys/` small.
+        let _ = fs::remove_file(self.key_path(key));
+        Ok(())
     }
 
     /// Information about snapshot `key`.

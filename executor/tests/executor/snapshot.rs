@@ -300,3 +300,71 @@ fn overlay_probe_is_remembered_for_the_boot() {
     );
     assert!(mounts_under(dir.path()).is_empty());
 }
+
+#[test]
+fn keys_are_found_through_the_index_which_open_rebuilds_once_per_boot() {
+    let st = store(Some(Backend::Naive));
+    let root = st.dir.path().join("store");
+    st.s.prepare("a-active", None).unwrap();
+    st.s.commit("a", "a-active").unwrap();
+    st.s.prepare("b", Some("a")).unwrap();
+    assert_eq!(st.s.stat("a").unwrap().kind, Kind::Committed);
+    // The active key of a commit is no snapshot any more, and its entry is gone.
+    assert!(st.s.stat("a-active").is_err());
+    let keys = root.join("keys");
+    let entries = || {
+        std::fs::read_dir(&keys)
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    assert_eq!(entries(), 2);
+
+    // A stale entry (its snapshot now holds another key) is no snapshot, and a key whose
+    // entry points elsewhere cannot be created twice.
+    let b_id = st.s.stat("b").unwrap().id;
+    let a_entry = std::fs::read_dir(&keys)
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_to_string(e.path()).unwrap() != b_id
+                && !e.file_name().to_string_lossy().starts_with('.')
+        })
+        .unwrap()
+        .path();
+    std::fs::write(&a_entry, &b_id).unwrap();
+    assert!(
+        st.s.stat("a").is_err(),
+        "an entry is checked against meta.json"
+    );
+    assert!(st.s.stat("b").is_ok());
+
+    // A store indexed in another boot (or before the index existed) is indexed again on
+    // open: every snapshot is found, without stale entries winning.
+    std::fs::write(keys.join(".complete"), "another-boot").unwrap();
+    std::fs::remove_file(
+        std::fs::read_dir(&keys)
+            .unwrap()
+            .flatten()
+            .find(|e| std::fs::read_to_string(e.path()).unwrap() == b_id)
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    assert!(st.s.stat("b").is_err());
+    let again = Snapshotter::open_with(&root, Some(Backend::Naive)).unwrap();
+    assert_eq!(again.stat("a").unwrap().kind, Kind::Committed);
+    assert_eq!(again.stat("b").unwrap().id, b_id);
+    assert!(again.prepare("b", None).is_err(), "b exists");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(keys.join(".complete")).unwrap(),
+        boot.trim()
+    );
+    // Removing a snapshot removes its entry.
+    again.remove("b").unwrap();
+    assert!(again.stat("b").is_err());
+    again.prepare("b", Some("a")).unwrap();
+    assert!(again.stat("b").is_ok());
+}
