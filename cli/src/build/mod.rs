@@ -5,7 +5,7 @@
 pub mod args;
 pub mod cache_io;
 mod contexts;
-mod emulation;
+pub(crate) mod emulation;
 pub mod explain;
 mod export;
 mod output;
@@ -115,7 +115,7 @@ fn target_platform(args: &BuildArgs) -> miette::Result<(Platform, Platform, bool
         return Ok((host_p.clone(), host_p, true));
     }
     emulation::check(&host, &wanted, Path::new(emulation::BINFMT_DIR))
-        .map_err(|e| miette!("{e}"))?;
+        .map_err(|e| miette!("building for {e}"))?;
     let target = Platform::parse(&wanted.normalized().to_string())
         .map_err(|e| miette!("--platform {spec}: {e}"))?;
     Ok((host_p, target, true))

@@ -13,6 +13,7 @@ mod cmds;
 mod commit;
 mod copy;
 pub mod mounts;
+mod platform;
 pub mod runtime;
 pub mod security;
 pub mod state;
