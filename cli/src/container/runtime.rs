@@ -69,6 +69,12 @@ pub fn create(root: &Path, args: &CreateArgs, registry: RegistryOptions) -> Resu
         .filter_map(|r| r.platform.parse().ok())
         .collect();
     let choice = super::platform::choose(requested.as_ref(), &host, &local);
+    crate::build::emulation::check(
+        &host,
+        &choice.platform,
+        Path::new(crate::build::emulation::BINFMT_DIR),
+    )
+    .map_err(|e| format!("running {} for {e}", args.image))?;
     if args.pull == PullPolicy::Never {
         if local.is_empty() {
             return Err(format!("No such image: {}", args.image));
@@ -81,12 +87,6 @@ pub fn create(root: &Path, args: &CreateArgs, registry: RegistryOptions) -> Resu
             ));
         }
     }
-    crate::build::emulation::check(
-        &host,
-        &choice.platform,
-        Path::new(crate::build::emulation::BINFMT_DIR),
-    )
-    .map_err(|e| format!("running {} for {e}", args.image))?;
     if let Some(w) = &choice.warning {
         eprintln!("{w}");
     }
