@@ -121,6 +121,29 @@ fn target_platform(args: &BuildArgs) -> miette::Result<(Platform, Platform, bool
     Ok((host_p, target, true))
 }
 
+/// RUN steps of a stage on another platform than `--platform`'s (`FROM --platform=...`)
+/// need emulation too: checked before solving, so the error names the handler and the RUN
+/// line instead of the step failing with "exec format error".
+fn check_run_platforms(graph: &rbuild_solver::BuildGraph) -> Result<(), rbuild_solver::Error> {
+    let host = ExPlatform::host();
+    for id in graph.vertices() {
+        let v = graph.vertex(id);
+        if !matches!(v.op, rbuild_solver::Op::Exec(_)) {
+            continue;
+        }
+        let p = &v.platform;
+        let wanted = ExPlatform::new(&p.os, &p.architecture, p.variant.as_deref());
+        if let Err(e) = emulation::check(&host, &wanted, Path::new(emulation::BINFMT_DIR)) {
+            return Err(rbuild_solver::Error::Instruction {
+                message: format!("RUN in a stage for {wanted}: building for {e}"),
+                hint: None,
+                location: v.location.clone().map(Box::new),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The Dockerfile text and the path `.dockerignore` is looked up beside.
 struct Definition {
     name: String,
@@ -368,6 +391,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
     }
     let build = async {
         let graph = rbuild_solver::lower(&df, &opts, &worker).await?;
+        check_run_platforms(&graph)?;
         for (reference, digest) in resolved_images(&graph) {
             let n = renderer.begin(&format!("[internal] load metadata for {reference}"));
             renderer.status(n, &format!("resolved {digest}"));

@@ -514,22 +514,28 @@ fn dockerfile_errors_render_like_a_compiler() {
     assert!(err.contains("did you mean `--from`?"), "{err}");
 }
 
-#[test]
-fn other_platforms_fail_clearly() {
-    let Some(root) = Root::new() else { return };
-    // An architecture whose qemu handler is not registered here (the arm64 tests register
-    // qemu-aarch64, so that one is not a candidate on x86_64).
+/// An architecture whose qemu handler is not registered here, with that handler's name
+/// (the arm64 tests register qemu-aarch64, so that one is not a candidate on x86_64).
+fn unemulated_arch() -> Option<(&'static str, &'static str)> {
     let candidates = [
         ("s390x", "qemu-s390x"),
         ("ppc64le", "qemu-ppc64le"),
         ("riscv64", "qemu-riscv64"),
         ("mips64le", "qemu-mips64el"),
     ];
-    let Some((arch, handler)) = candidates
+    let found = candidates
         .into_iter()
-        .find(|(_, h)| !Path::new("/proc/sys/fs/binfmt_misc").join(h).exists())
-    else {
+        .find(|(_, h)| !Path::new("/proc/sys/fs/binfmt_misc").join(h).exists());
+    if found.is_none() {
         println!("skipped: every candidate architecture has a qemu handler registered here");
+    }
+    found
+}
+
+#[test]
+fn other_platforms_fail_clearly() {
+    let Some(root) = Root::new() else { return };
+    let Some((arch, handler)) = unemulated_arch() else {
         return;
     };
     let out = root.build(&[
@@ -548,6 +554,49 @@ fn other_platforms_fail_clearly() {
         err.contains("qemu-user-static") && err.contains("binfmt-support"),
         "names the packages: {err}"
     );
+}
+
+/// Regression: a stage `FROM --platform=` another architecture failed its RUN with "exec
+/// format error" when no qemu handler was registered; now the build stops before running
+/// anything, at that RUN line, naming the handler.
+#[test]
+fn run_in_a_stage_of_another_platform_needs_its_handler() {
+    let Some(root) = Root::new() else { return };
+    let Some((arch, handler)) = unemulated_arch() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("empty.tar");
+    tar::Builder::new(std::fs::File::create(&tar).unwrap())
+        .finish()
+        .unwrap();
+    let platform = format!("linux/{arch}");
+    let out = crate::rbuild_at(
+        root.path(),
+        &[
+            "import",
+            "--platform",
+            &platform,
+            tar.to_str().unwrap(),
+            "other:1",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM busybox\nRUN true\nFROM --platform={platform} other:1\nRUN true\n"),
+    )
+    .unwrap();
+    let out = root.build(&[dir.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("RUN in a stage for {platform}"))
+            && err.contains(&format!("binfmt_misc handler {handler}"))
+            && err.contains("Dockerfile:4"),
+        "{err}"
+    );
+    assert!(!err.contains("exec format error"), "{err}");
 }
 
 #[test]
