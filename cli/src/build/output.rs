@@ -31,7 +31,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn export_options(&self) -> ExportOptions {
+    pub(super) fn export_options(&self) -> ExportOptions {
         ExportOptions {
             compression: match self.compression {
                 Compression::Gzip => media::Compression::Gzip,

@@ -366,3 +366,85 @@ fn amd64_and_arm64_builds_keep_their_own_run_cache() {
     assert_eq!(build("linux/amd64", "a:2"), Vec::<String>::new());
     assert_eq!(root.image("a:2").file("/arch").as_deref(), Some("x86_64\n"));
 }
+
+#[test]
+fn multi_platform_build_pushes_an_index() {
+    let Some(root) = Root::with_arm64() else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        println!("skipped: skopeo not installed");
+        return;
+    }
+    // One base name per architecture, picked by the automatic TARGETARCH.
+    ok(root.rbuild(&["tag", "busybox", "busybox-amd64"]));
+    let ctx = context(
+        "ARG TARGETARCH\nFROM busybox-$TARGETARCH\nARG TARGETPLATFORM\nRUN echo \"$(uname -m) $TARGETPLATFORM\" > /arch\n",
+    );
+    let name = format!("{}/multi:1", registry.host);
+    let log = root.build_ok(&[
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        &name,
+        "--push",
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert!(log.contains("for linux/amd64, linux/arm64"), "{log}");
+
+    let inspect = |args: &[&str]| -> Value {
+        let out = ok(Command::new("skopeo")
+            .args(args)
+            .arg("--tls-verify=false")
+            .arg(format!("docker://{name}"))
+            .output()
+            .unwrap());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let index = inspect(&["inspect", "--raw"]);
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    let platforms: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["os"].as_str().unwrap().to_string(),
+                m["platform"]["architecture"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        platforms,
+        [
+            ("linux".to_string(), "amd64".to_string()),
+            ("linux".to_string(), "arm64".to_string())
+        ]
+    );
+    let arm = inspect(&["--override-arch", "arm64", "inspect"]);
+    assert_eq!(arm["Architecture"], "arm64", "{arm}");
+
+    // A fresh root pulls each platform from the index, and each runs as its own.
+    let fresh = Root::new().unwrap();
+    ok(fresh.rbuild(&["pull", "--platform", "linux/arm64", &name]));
+    let run = |platform: &str| {
+        stdout(&ok(fresh.rbuild(&[
+            "run",
+            "--rm",
+            "--platform",
+            platform,
+            &name,
+            "cat",
+            "/arch",
+        ])))
+    };
+    assert_eq!(run("linux/arm64"), "aarch64 linux/arm64\n");
+    // The local image is arm64 now: asking for amd64 pulls that one from the index.
+    assert_eq!(run("linux/amd64"), "x86_64 linux/amd64\n");
+}

@@ -1,0 +1,192 @@
+//! `--platform A,B,...`: one image per platform, pushed under each `--tag` as an image index
+//! listing them (as `docker buildx build --platform ... --push`). The local image store
+//! holds one platform per name, so a multi-platform build only pushes: other outputs are
+//! refused before anything runs (buildx's docker exporter refuses them too). Owns the
+//! index; the per-platform images are exported by [`super::export`] and pushed by the
+//! exporter's `push`.
+
+use rbuild_exporter::Digest;
+use rbuild_exporter::image::Image as StoredImage;
+use rbuild_exporter::images::ImageRecord;
+use rbuild_exporter::registry::{RawManifest, Registry};
+use rbuild_exporter::{media, push};
+use rbuild_solver::{Platform, SolveResult};
+use serde_json::json;
+
+use super::args::Output;
+use super::cache_io::CacheTo;
+use super::export;
+use super::output::{Ctx, Summary, parse_tags};
+
+/// Refuses, before building, what a multi-platform build cannot do.
+pub fn check_outputs(
+    push: bool,
+    tags: &[String],
+    outputs: &[Output],
+    cache_to: &[CacheTo],
+) -> Result<(), String> {
+    let hint = "multi-platform builds only push: use --push (or --output type=registry) with --tag NAME, or build one --platform at a time";
+    let pushes = push
+        || outputs
+            .iter()
+            .any(|o| matches!(o, Output::Image { push: true, .. }));
+    if !pushes {
+        return Err(format!(
+            "a multi-platform image cannot be stored in the local image store (it holds one platform per name): {hint}"
+        ));
+    }
+    let named = !tags.is_empty()
+        || outputs
+            .iter()
+            .any(|o| matches!(o, Output::Image { names, .. } if !names.is_empty()));
+    if !named {
+        return Err(format!("--push needs a name: {hint}"));
+    }
+    if let Some(o) = outputs.iter().find(|o| !matches!(o, Output::Image { .. })) {
+        let kind = match o {
+            Output::Local { .. } => "local",
+            Output::Tar { .. } => "tar",
+            Output::Oci { .. } => "oci",
+            Output::Docker { .. } => "docker",
+            Output::Image { .. } => "image",
+        };
+        return Err(format!(
+            "--output type={kind} is not supported for multi-platform builds yet: {hint}"
+        ));
+    }
+    if !cache_to.is_empty() {
+        return Err(format!(
+            "--cache-to is not supported for multi-platform builds yet: {hint}"
+        ));
+    }
+    Ok(())
+}
+
+/// The index of `images` (one per platform): a Docker manifest list when every manifest is
+/// Docker's, else an OCI index. Returns (bytes, media type).
+pub fn index_bytes(images: &[(&Platform, &StoredImage)]) -> Result<(Vec<u8>, String), String> {
+    let docker = images
+        .iter()
+        .all(|(_, i)| i.manifest_media_type == media::DOCKER_MANIFEST);
+    let media_type = if docker {
+        media::DOCKER_MANIFEST_LIST
+    } else {
+        media::OCI_INDEX
+    };
+    let manifests: Vec<serde_json::Value> = images
+        .iter()
+        .map(|(p, i)| {
+            let mut platform = json!({"architecture": p.architecture, "os": p.os});
+            if let Some(v) = &p.variant {
+                platform["variant"] = json!(v);
+            }
+            json!({
+                "mediaType": i.manifest_media_type,
+                "digest": i.manifest_digest.to_string(),
+                "size": i.manifest_bytes.len(),
+                "platform": platform,
+            })
+        })
+        .collect();
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "manifests": manifests,
+    });
+    let bytes = serde_json::to_vec(&index).map_err(|e| format!("image index: {e}"))?;
+    Ok((bytes, media_type.to_string()))
+}
+
+/// Exports every platform's image, writes the index and pushes both under every name.
+pub fn write(
+    ctx: &Ctx<'_>,
+    solved: &[(Platform, SolveResult)],
+    outputs: &[Output],
+) -> Result<Summary, String> {
+    let r = ctx.renderer;
+    let store = ctx.worker.store();
+    let mut names = parse_tags(&ctx.args.tags)?;
+    for o in outputs {
+        if let Output::Image { names: more, .. } = o {
+            names.extend(parse_tags(more)?);
+        }
+    }
+    let n = r.begin("exporting to image");
+    let opts = ctx.export_options();
+    let mut exported = Vec::new();
+    for (platform, s) in solved {
+        let e = export::export_image(ctx.worker, s.result.as_ref(), &s.image, &opts, None)?;
+        r.status(
+            n,
+            &format!(
+                "exporting manifest {} for {platform} done",
+                e.image.manifest_digest
+            ),
+        );
+        exported.push((platform, e));
+    }
+    let images: Vec<(&Platform, &StoredImage)> =
+        exported.iter().map(|(p, e)| (*p, &e.image)).collect();
+    let (bytes, media_type) = index_bytes(&images)?;
+    let digest: Digest = store
+        .put_bytes(&bytes, None)
+        .map_err(|e| format!("writing the image index: {e}"))?;
+    r.status(n, &format!("exporting manifest list {digest} done"));
+    let index = RawManifest {
+        bytes,
+        media_type,
+        digest: digest.clone(),
+    };
+    for name in &names {
+        for (platform, e) in &exported {
+            let record = ImageRecord::from_store(store, &e.image.manifest_digest, None)
+                .map_err(|e| e.to_string())?;
+            let dest = name
+                .repository()
+                .with_digest(e.image.manifest_digest.clone());
+            r.status(n, &format!("pushing {name} ({platform})"));
+            ctx.rt
+                .block_on(push::push(
+                    store,
+                    &record,
+                    &dest,
+                    ctx.registry,
+                    &rbuild_exporter::registry::NoProgress,
+                ))
+                .map_err(|e| e.to_string())?;
+        }
+        let tag = name
+            .tag()
+            .unwrap_or(rbuild_exporter::reference::DEFAULT_TAG);
+        let op = format!("push {name}");
+        let registry =
+            Registry::new(name.domain(), ctx.registry.clone()).map_err(|e| e.to_string())?;
+        let pushed = ctx
+            .rt
+            .block_on(
+                registry
+                    .repository(name.path(), true, op.clone())
+                    .put_manifest(tag, &index),
+            )
+            .map_err(|e| format!("{op}: {e}"))?;
+        r.status(n, &format!("pushing {name} {pushed} done"));
+    }
+    r.done(n);
+    if let Some(path) = &ctx.args.iidfile {
+        std::fs::write(path, digest.to_string())
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &ctx.args.metadata_file {
+        let joined: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let meta = json!({
+            "containerimage.digest": digest.to_string(),
+            "image.name": joined.join(","),
+        });
+        let text = serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(Summary {
+        image_id: Some(digest.to_string()),
+        size: exported.iter().map(|(_, e)| e.image.content_size()).sum(),
+    })
+}
