@@ -337,6 +337,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         build_platform,
         target_platform: targets[0].clone(),
         explicit_platform,
+        multi_platform: targets.len() > 1,
         labels,
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),

@@ -394,6 +394,9 @@ fn multi_platform_build_pushes_an_index() {
         ctx.path().to_str().unwrap(),
     ]);
     assert!(log.contains("for linux/amd64, linux/arm64"), "{log}");
+    // Step names carry the platform, as BuildKit's.
+    assert!(log.contains(" [linux/arm64 2/2] RUN echo"), "{log}");
+    assert!(log.contains(" [linux/amd64 2/2] RUN echo"), "{log}");
 
     let inspect = |args: &[&str]| -> Value {
         let out = ok(Command::new("skopeo")
