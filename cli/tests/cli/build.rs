@@ -599,6 +599,37 @@ fn run_in_a_stage_of_another_platform_needs_its_handler() {
     assert!(!err.contains("exec format error"), "{err}");
 }
 
+/// Regression: a base image the local store has only for another platform was reported
+/// as "not in the local image store either"; the error now names the platform it has.
+#[test]
+fn a_base_local_only_for_another_platform_is_named() {
+    let Some(root) = Root::new() else { return };
+    if !cfg!(target_arch = "x86_64") {
+        println!("skipped: linux/386 is native only on x86_64");
+        return;
+    }
+    // A registry nobody listens on: the pull fails at once, without the internet.
+    let out = crate::rbuild_at(root.path(), &["tag", "busybox", "127.0.0.1:1/bb:1"]);
+    assert!(out.status.success(), "{out:?}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM 127.0.0.1:1/bb:1\nRUN true\n",
+    )
+    .unwrap();
+    let out = root.build(&["--platform", "linux/386", dir.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the local image store has it for linux/amd64 only, not for linux/386"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not in the local image store either"),
+        "{err}"
+    );
+}
+
 /// A multi-platform build only pushes (the local store holds one platform per name):
 /// anything else is refused before building. linux/386 runs natively on amd64, so this
 /// needs no qemu.
