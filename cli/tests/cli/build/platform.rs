@@ -250,6 +250,24 @@ fn pushed_arm64_image_reads_back_as_arm64() {
 
     // Pulled into a fresh root for its platform, it runs there.
     let fresh = Root::new().unwrap();
+    // Asked for another platform, the single-platform image is refused, naming its own
+    // (rbuild pull's existing rule; newer Docker daemons pull it with a warning instead).
+    let out = fresh.rbuild(&["pull", "--platform", "linux/amd64", &name]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no image for platform linux/amd64")
+            && stderr(&out).contains("available: linux/arm64"),
+        "{}",
+        stderr(&out)
+    );
+    // So is `run --platform` of it.
+    let out = fresh.rbuild(&["run", "--rm", "--platform", "linux/amd64", &name, "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("available: linux/arm64"),
+        "{}",
+        stderr(&out)
+    );
     ok(fresh.rbuild(&["pull", "--platform", "linux/arm64", &name]));
     let out = ok(fresh.rbuild(&[
         "run",
