@@ -71,89 +71,101 @@ pub fn base_archive() -> Option<&'static Path> {
 }
 
 /// Skips (returns None, printing why) unless arm64 binaries can run here through
-/// qemu-user-static; else an archive of `busybox-arm64:latest`, made like the amd64 base from
-/// Debian's busybox-static:arm64 (fetched once into the target directory by
-/// `scripts/foreign-busybox`, from the Debian mirror apt is configured with).
-///
-/// Machine-global state: when qemu-user-static is installed but its `qemu-aarch64`
-/// binfmt_misc handler is not registered (no systemd), this registers it with
-/// `scripts/qemu-binfmt aarch64` (idempotent; `scripts/test` does the same up front).
+/// qemu-user-static; else an archive of `busybox-arm64:latest` ([`foreign_archive`]).
 pub fn arm64_archive() -> Option<&'static Path> {
     static ARM64: OnceLock<Option<PathBuf>> = OnceLock::new();
     ARM64
-        .get_or_init(|| {
-            base_archive()?;
-            if !cfg!(target_arch = "x86_64") {
-                println!("skipped: the arm64 tests emulate arm64 on an x86_64 host");
-                return None;
-            }
-            if !Path::new("/usr/bin/qemu-aarch64-static").exists() {
-                println!(
-                    "skipped: qemu-user-static not installed (apt-get install qemu-user-static)"
-                );
-                return None;
-            }
-            if !Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
-                let out = Command::new(workspace().join("scripts/qemu-binfmt"))
-                    .arg("aarch64")
-                    .output()
-                    .unwrap();
-                if !out.status.success() {
-                    println!(
-                        "skipped: cannot register the qemu-aarch64 binfmt_misc handler: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    return None;
-                }
-            }
-            let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian");
-            let out = Command::new(workspace().join("scripts/foreign-busybox"))
-                .arg("arm64")
-                .arg(&cache)
-                .output()
-                .unwrap();
-            if !out.status.success() {
-                println!(
-                    "skipped: Debian's busybox-static:arm64 is not available: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                return None;
-            }
-            let busybox = String::from_utf8(out.stdout).unwrap().trim().to_string();
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-                .join(format!("build-arm64-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            let store = dir.join("store");
-            let out = Command::new(workspace().join("scripts/busybox-image"))
-                .arg(env!("CARGO_BIN_EXE_rbuild"))
-                .arg("busybox-arm64:latest")
-                .env("RBUILD_ROOT", &store)
-                .env("BUSYBOX", &busybox)
-                .env("PLATFORM", "linux/arm64")
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let tar = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build-busybox-arm64.tar");
-            let tmp = dir.join("busybox-arm64.tar");
-            let out = crate::rbuild_at(
-                &store,
-                &["save", "-o", tmp.to_str().unwrap(), "busybox-arm64:latest"],
-            );
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::fs::rename(&tmp, &tar).unwrap();
-            let _ = std::fs::remove_dir_all(&dir);
-            Some(tar)
-        })
+        .get_or_init(|| foreign_archive("arm64", "aarch64", "linux/arm64"))
         .as_deref()
+}
+
+/// As [`arm64_archive`] for 32-bit ARM: `busybox-armhf:latest`, platform linux/arm/v7.
+pub fn armhf_archive() -> Option<&'static Path> {
+    static ARMHF: OnceLock<Option<PathBuf>> = OnceLock::new();
+    ARMHF
+        .get_or_init(|| foreign_archive("armhf", "arm", "linux/arm/v7"))
+        .as_deref()
+}
+
+/// Skips (None, printing why) unless binaries of Debian architecture `deb_arch` run here
+/// through qemu-user-static's `qemu-<qemu_arch>`; else an archive of
+/// `busybox-<deb_arch>:latest` for `platform`, made like the amd64 base from Debian's
+/// busybox-static:<deb_arch> (fetched once into the target directory by
+/// `scripts/foreign-busybox`, from the Debian mirror apt is configured with).
+///
+/// Machine-global state: when qemu-user-static is installed but the binfmt_misc handler is
+/// not registered (no systemd), this registers it with `scripts/qemu-binfmt` (idempotent;
+/// `scripts/test` does it for aarch64 up front).
+fn foreign_archive(deb_arch: &str, qemu_arch: &str, platform: &str) -> Option<PathBuf> {
+    base_archive()?;
+    if !cfg!(target_arch = "x86_64") {
+        println!("skipped: the {deb_arch} tests emulate {deb_arch} on an x86_64 host");
+        return None;
+    }
+    if !Path::new(&format!("/usr/bin/qemu-{qemu_arch}-static")).exists() {
+        println!("skipped: qemu-user-static not installed (apt-get install qemu-user-static)");
+        return None;
+    }
+    if !Path::new("/proc/sys/fs/binfmt_misc")
+        .join(format!("qemu-{qemu_arch}"))
+        .exists()
+    {
+        let out = Command::new(workspace().join("scripts/qemu-binfmt"))
+            .arg(qemu_arch)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            println!(
+                "skipped: cannot register the qemu-{qemu_arch} binfmt_misc handler: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+    }
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian");
+    let out = Command::new(workspace().join("scripts/foreign-busybox"))
+        .arg(deb_arch)
+        .arg(&cache)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        println!(
+            "skipped: Debian's busybox-static:{deb_arch} is not available: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let busybox = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("build-{deb_arch}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("store");
+    let name = format!("busybox-{deb_arch}:latest");
+    let out = Command::new(workspace().join("scripts/busybox-image"))
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg(&name)
+        .env("RBUILD_ROOT", &store)
+        .env("BUSYBOX", &busybox)
+        .env("PLATFORM", platform)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tar = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("build-busybox-{deb_arch}.tar"));
+    let tmp = dir.join("busybox.tar");
+    let out = crate::rbuild_at(&store, &["save", "-o", tmp.to_str().unwrap(), &name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&tmp, &tar).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(tar)
 }
 
 /// A fresh rbuild root with the busybox base loaded, removed on drop.
@@ -180,9 +192,20 @@ impl Root {
     /// A fresh root with `busybox:latest` (this machine's) and `busybox-arm64:latest`
     /// loaded; None (skipped) unless arm64 binaries can run here ([`arm64_archive`]).
     pub fn with_arm64() -> Option<Root> {
-        let arm64 = arm64_archive()?;
+        Root::with_foreign(arm64_archive()?)
+    }
+
+    /// As [`Root::with_arm64`] with `busybox-armhf:latest` (linux/arm/v7).
+    pub fn with_armhf() -> Option<Root> {
+        Root::with_foreign(armhf_archive()?)
+    }
+
+    fn with_foreign(archive: &Path) -> Option<Root> {
         let root = Root::new()?;
-        let out = crate::rbuild_at(root.path(), &["load", "-q", "-i", arm64.to_str().unwrap()]);
+        let out = crate::rbuild_at(
+            root.path(),
+            &["load", "-q", "-i", archive.to_str().unwrap()],
+        );
         assert!(
             out.status.success(),
             "{}",

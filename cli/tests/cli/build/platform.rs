@@ -469,3 +469,64 @@ fn multi_platform_build_pushes_an_index() {
     // The local image is arm64 now: asking for amd64 pulls that one from the index.
     assert_eq!(run("linux/amd64"), "x86_64 linux/amd64\n");
 }
+
+#[test]
+fn arm_v7_build_carries_its_variant() {
+    let Some(root) = Root::with_armhf() else {
+        return;
+    };
+    let ctx = context(
+        "FROM busybox-armhf\nARG TARGETPLATFORM\nARG TARGETARCH\nARG TARGETVARIANT\nRUN echo \"$(uname -m) $TARGETPLATFORM $TARGETARCH $TARGETVARIANT\" > /arch\n",
+    );
+    // `linux/arm` means v7, as BuildKit normalises it.
+    root.build_ok(&[
+        "--platform",
+        "linux/arm",
+        "-t",
+        "app:armv7",
+        ctx.path().to_str().unwrap(),
+    ]);
+    let image = root.image("app:armv7");
+    assert_eq!(
+        image.file("/arch").as_deref(),
+        Some("armv7l linux/arm/v7 arm v7\n")
+    );
+    assert_eq!(
+        (
+            &image.config["os"],
+            &image.config["architecture"],
+            &image.config["variant"]
+        ),
+        (&json!("linux"), &json!("arm"), &json!("v7"))
+    );
+    let inspect: Value =
+        serde_json::from_slice(&ok(root.rbuild(&["inspect", "app:armv7"])).stdout).unwrap();
+    assert_eq!(inspect[0]["Variant"], "v7", "{inspect}");
+    let out = ok(root.rbuild(&[
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm/v7",
+        "app:armv7",
+        "uname",
+        "-m",
+    ]));
+    assert_eq!(stdout(&out), "armv7l\n");
+    // Another variant of the architecture is another platform.
+    let out = root.rbuild(&[
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "--platform",
+        "linux/arm/v6",
+        "app:armv7",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("wanted linux/arm/v6, actual: linux/arm/v7"),
+        "{}",
+        stderr(&out)
+    );
+}
