@@ -403,12 +403,15 @@ fn multi_platform_build_pushes_an_index() {
         "ARG TARGETARCH\nFROM busybox-$TARGETARCH\nARG TARGETPLATFORM\nRUN echo \"$(uname -m) $TARGETPLATFORM\" > /arch\n",
     );
     let name = format!("{}/multi:1", registry.host);
+    let meta = tempfile::NamedTempFile::new().unwrap();
     let log = root.build_ok(&[
         "--platform",
         "linux/amd64,linux/arm64",
         "-t",
         &name,
         "--push",
+        "--metadata-file",
+        meta.path().to_str().unwrap(),
         ctx.path().to_str().unwrap(),
     ]);
     assert!(log.contains("for linux/amd64, linux/arm64"), "{log}");
@@ -448,6 +451,9 @@ fn multi_platform_build_pushes_an_index() {
             ("linux".to_string(), "arm64".to_string())
         ]
     );
+    let meta: Value = serde_json::from_slice(&std::fs::read(meta.path()).unwrap()).unwrap();
+    let digest = inspect(&["inspect"])["Digest"].clone();
+    assert_eq!(meta["containerimage.digest"], digest, "the index's digest");
     let arm = inspect(&["--override-arch", "arm64", "inspect"]);
     assert_eq!(arm["Architecture"], "arm64", "{arm}");
 
