@@ -399,8 +399,15 @@ fn multi_platform_build_pushes_an_index() {
     }
     // One base name per architecture, picked by the automatic TARGETARCH.
     ok(root.rbuild(&["tag", "busybox", "busybox-amd64"]));
+    // The build-platform stage is the same for both targets: it runs once.
     let ctx = context(
-        "ARG TARGETARCH\nFROM busybox-$TARGETARCH\nARG TARGETPLATFORM\nRUN echo \"$(uname -m) $TARGETPLATFORM\" > /arch\n",
+        "ARG TARGETARCH\n\
+         FROM --platform=$BUILDPLATFORM busybox AS gen\n\
+         RUN cat /proc/sys/kernel/random/uuid > /id\n\
+         FROM busybox-$TARGETARCH\n\
+         COPY --from=gen /id /id\n\
+         ARG TARGETPLATFORM\n\
+         RUN echo \"$(uname -m) $TARGETPLATFORM\" > /arch\n",
     );
     let name = format!("{}/multi:1", registry.host);
     let meta = tempfile::NamedTempFile::new().unwrap();
@@ -416,8 +423,26 @@ fn multi_platform_build_pushes_an_index() {
     ]);
     assert!(log.contains("for linux/amd64, linux/arm64"), "{log}");
     // Step names carry the platform, as BuildKit's.
-    assert!(log.contains(" [linux/arm64 2/2] RUN echo"), "{log}");
-    assert!(log.contains(" [linux/amd64 2/2] RUN echo"), "{log}");
+    let ran = executed_steps(&log);
+    assert!(
+        ran.iter()
+            .any(|s| s.starts_with("[linux/arm64 stage-1 3/3] RUN echo")),
+        "{ran:?}"
+    );
+    assert!(
+        ran.iter()
+            .any(|s| s.starts_with("[linux/amd64 stage-1 3/3] RUN echo")),
+        "{ran:?}"
+    );
+    assert_eq!(
+        ran.iter().filter(|s| s.contains("RUN cat")).count(),
+        1,
+        "{ran:?}"
+    );
+    assert!(
+        log.contains("[linux/amd64->arm64 gen 2/2] RUN cat"),
+        "{log}"
+    );
 
     let inspect = |args: &[&str]| -> Value {
         let out = ok(Command::new("skopeo")
@@ -469,11 +494,19 @@ fn multi_platform_build_pushes_an_index() {
             &name,
             "cat",
             "/arch",
+            "/id",
         ])))
     };
-    assert_eq!(run("linux/arm64"), "aarch64 linux/arm64\n");
+    let arm = run("linux/arm64");
+    assert!(arm.starts_with("aarch64 linux/arm64\n"), "{arm}");
     // The local image is arm64 now: asking for amd64 pulls that one from the index.
-    assert_eq!(run("linux/amd64"), "x86_64 linux/amd64\n");
+    let amd = run("linux/amd64");
+    assert!(amd.starts_with("x86_64 linux/amd64\n"), "{amd}");
+    assert_eq!(
+        arm.lines().nth(1),
+        amd.lines().nth(1),
+        "one /id, from the shared stage"
+    );
 }
 
 #[test]
