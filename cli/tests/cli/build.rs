@@ -620,6 +620,16 @@ fn run_in_a_stage_of_another_platform_needs_its_handler() {
         "{err}"
     );
     assert!(!err.contains("exec format error"), "{err}");
+
+    // `rbuild run` of it (no --platform: the local image's own) fails the same way, up front.
+    let out = crate::rbuild_at(root.path(), &["run", "--rm", "other:1", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains(&format!("running other:1 for {platform} on this"))
+            && err.contains(&format!("needs the binfmt_misc handler {handler}")),
+        "{err}"
+    );
 }
 
 /// Regression: a base image the local store has only for another platform was reported
