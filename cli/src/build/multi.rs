@@ -62,28 +62,48 @@ pub fn check_outputs(
     Ok(())
 }
 
-/// The index of `images` (one per platform): a Docker manifest list when every manifest is
-/// Docker's, else an OCI index. Returns (bytes, media type).
-pub fn index_bytes(images: &[(&Platform, &StoredImage)]) -> Result<(Vec<u8>, String), String> {
-    let docker = images
+/// One platform's manifest, as the index lists it.
+pub struct Entry<'a> {
+    pub platform: &'a Platform,
+    pub media_type: &'a str,
+    pub digest: &'a Digest,
+    pub size: usize,
+}
+
+impl<'a> Entry<'a> {
+    fn of(platform: &'a Platform, image: &'a StoredImage) -> Entry<'a> {
+        Entry {
+            platform,
+            media_type: &image.manifest_media_type,
+            digest: &image.manifest_digest,
+            size: image.manifest_bytes.len(),
+        }
+    }
+}
+
+/// The index of `entries` (one per platform): a Docker manifest list when every manifest
+/// is Docker's, else an OCI index. Returns (bytes, media type).
+pub fn index_bytes(entries: &[Entry<'_>]) -> Result<(Vec<u8>, String), String> {
+    let docker = entries
         .iter()
-        .all(|(_, i)| i.manifest_media_type == media::DOCKER_MANIFEST);
+        .all(|e| e.media_type == media::DOCKER_MANIFEST);
     let media_type = if docker {
         media::DOCKER_MANIFEST_LIST
     } else {
         media::OCI_INDEX
     };
-    let manifests: Vec<serde_json::Value> = images
+    let manifests: Vec<serde_json::Value> = entries
         .iter()
-        .map(|(p, i)| {
+        .map(|e| {
+            let p = e.platform;
             let mut platform = json!({"architecture": p.architecture, "os": p.os});
             if let Some(v) = &p.variant {
                 platform["variant"] = json!(v);
             }
             json!({
-                "mediaType": i.manifest_media_type,
-                "digest": i.manifest_digest.to_string(),
-                "size": i.manifest_bytes.len(),
+                "mediaType": e.media_type,
+                "digest": e.digest.to_string(),
+                "size": e.size,
                 "platform": platform,
             })
         })
@@ -125,9 +145,11 @@ pub fn write(
         );
         exported.push((platform, e));
     }
-    let images: Vec<(&Platform, &StoredImage)> =
-        exported.iter().map(|(p, e)| (*p, &e.image)).collect();
-    let (bytes, media_type) = index_bytes(&images)?;
+    let entries: Vec<Entry<'_>> = exported
+        .iter()
+        .map(|(p, e)| Entry::of(p, &e.image))
+        .collect();
+    let (bytes, media_type) = index_bytes(&entries)?;
     let digest: Digest = store
         .put_bytes(&bytes, None)
         .map_err(|e| format!("writing the image index: {e}"))?;
@@ -189,4 +211,80 @@ pub fn write(
         image_id: Some(digest.to_string()),
         size: exported.iter().map(|(_, e)| e.image.content_size()).sum(),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_lists_each_platform_and_follows_the_manifests_media_type() {
+        let (amd, arm) = (
+            Platform::parse("linux/amd64").unwrap(),
+            Platform::parse("linux/arm/v7").unwrap(),
+        );
+        let d1: Digest = format!("sha256:{}", "1".repeat(64)).parse().unwrap();
+        let d2: Digest = format!("sha256:{}", "2".repeat(64)).parse().unwrap();
+        let entries = |mt: &'static str| {
+            vec![
+                Entry {
+                    platform: &amd,
+                    media_type: mt,
+                    digest: &d1,
+                    size: 10,
+                },
+                Entry {
+                    platform: &arm,
+                    media_type: mt,
+                    digest: &d2,
+                    size: 20,
+                },
+            ]
+        };
+        let (bytes, mt) = index_bytes(&entries(media::OCI_MANIFEST)).unwrap();
+        assert_eq!(mt, media::OCI_INDEX);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["mediaType"], media::OCI_INDEX);
+        assert_eq!(
+            v["manifests"][0]["platform"],
+            json!({"architecture": "amd64", "os": "linux"})
+        );
+        assert_eq!(
+            v["manifests"][1]["platform"],
+            json!({"architecture": "arm", "os": "linux", "variant": "v7"})
+        );
+        assert_eq!(v["manifests"][1]["digest"], d2.to_string());
+        assert_eq!(v["manifests"][1]["size"], 20);
+        let (_, mt) = index_bytes(&entries(media::DOCKER_MANIFEST)).unwrap();
+        assert_eq!(mt, media::DOCKER_MANIFEST_LIST);
+    }
+
+    #[test]
+    fn only_a_named_push_is_accepted() {
+        let image = |push| Output::Image {
+            names: vec![],
+            push,
+        };
+        assert!(check_outputs(true, &["r/x:1".into()], &[], &[]).is_ok());
+        assert!(
+            check_outputs(
+                false,
+                &[],
+                &[Output::Image {
+                    names: vec!["r/x:1".into()],
+                    push: true
+                }],
+                &[]
+            )
+            .is_ok()
+        );
+        let e = check_outputs(false, &["r/x:1".into()], &[image(false)], &[]).unwrap_err();
+        assert!(e.contains("local image store"), "{e}");
+        let e = check_outputs(true, &[], &[], &[]).unwrap_err();
+        assert!(e.contains("needs a name"), "{e}");
+        let tar = Output::Tar { dest: "-".into() };
+        let e = check_outputs(true, &["r/x:1".into()], &[tar], &[]).unwrap_err();
+        assert!(e.contains("type=tar"), "{e}");
+    }
 }
