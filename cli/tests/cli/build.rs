@@ -122,6 +122,19 @@ fn foreign_archive(deb_arch: &str, qemu_arch: &str, platform: &str) -> Option<Pa
             return None;
         }
     }
+    let handler = Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{qemu_arch}"));
+    let text = std::fs::read_to_string(&handler).unwrap_or_default();
+    let flags = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .unwrap_or("");
+    if text.lines().next() != Some("enabled") || !flags.contains('F') {
+        println!(
+            "skipped: the qemu-{qemu_arch} handler here is disabled or lacks the F flag (rbuild needs it): {}",
+            text.replace('\n', "; ")
+        );
+        return None;
+    }
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian");
     let out = Command::new(workspace().join("scripts/foreign-busybox"))
         .arg(deb_arch)
