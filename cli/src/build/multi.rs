@@ -1,15 +1,16 @@
 //! `--platform A,B,...`: one image per platform, pushed under each `--tag` as an image index
-//! listing them (as `docker buildx build --platform ... --push`). The local image store
-//! holds one platform per name, so a multi-platform build only pushes: other outputs are
-//! refused before anything runs (buildx's docker exporter refuses them too). Owns the
-//! index; the per-platform images are exported by [`super::export`] and pushed by the
-//! exporter's `push`.
+//! listing them (as `docker buildx build --platform ... --push`), or written as an OCI
+//! archive whose `index.json` names that index (`--output type=oci`). The local image store
+//! holds one platform per name, so it gets nothing: outputs it would need are refused before
+//! anything runs (buildx's docker exporter refuses them too). Owns the index; the
+//! per-platform images are exported by [`super::export`], pushed by the exporter's `push`
+//! and archived by its `save_oci_index_archive`.
 
 use rbuild_exporter::Digest;
 use rbuild_exporter::image::Image as StoredImage;
 use rbuild_exporter::images::ImageRecord;
 use rbuild_exporter::registry::{RawManifest, Registry};
-use rbuild_exporter::{media, push};
+use rbuild_exporter::{archive, media, push};
 use rbuild_solver::{Platform, SolveResult};
 use serde_json::json;
 
@@ -25,12 +26,16 @@ pub fn check_outputs(
     outputs: &[Output],
     cache_to: &[CacheTo],
 ) -> Result<(), String> {
-    let hint = "multi-platform builds only push: use --push (or --output type=registry) with --tag NAME, or build one --platform at a time";
+    let hint = "multi-platform builds push (--push, or --output type=registry, with --tag NAME) or write an OCI archive (--output type=oci,dest=FILE); or build one --platform at a time";
     let pushes = push
         || outputs
             .iter()
             .any(|o| matches!(o, Output::Image { push: true, .. }));
-    if !pushes {
+    let archives = outputs.iter().any(|o| matches!(o, Output::Oci { .. }));
+    let to_store = outputs
+        .iter()
+        .any(|o| matches!(o, Output::Image { push: false, .. }));
+    if (!pushes && !archives) || (to_store && !push) {
         return Err(format!(
             "a multi-platform image cannot be stored in the local image store (it holds one platform per name): {hint}"
         ));
@@ -39,10 +44,13 @@ pub fn check_outputs(
         || outputs
             .iter()
             .any(|o| matches!(o, Output::Image { names, .. } if !names.is_empty()));
-    if !named {
+    if pushes && !named {
         return Err(format!("--push needs a name: {hint}"));
     }
-    if let Some(o) = outputs.iter().find(|o| !matches!(o, Output::Image { .. })) {
+    if let Some(o) = outputs
+        .iter()
+        .find(|o| !matches!(o, Output::Image { .. } | Output::Oci { .. }))
+    {
         let kind = match o {
             Output::Local { .. } => "local",
             Output::Tar { .. } => "tar",
@@ -154,12 +162,28 @@ pub fn write(
         .put_bytes(&bytes, None)
         .map_err(|e| format!("writing the image index: {e}"))?;
     r.status(n, &format!("exporting manifest list {digest} done"));
+    for o in outputs {
+        let Output::Oci { dest } = o else { continue };
+        let manifests: Vec<Digest> = exported
+            .iter()
+            .map(|(_, e)| e.image.manifest_digest.clone())
+            .collect();
+        super::output::write_file_or_stdout(dest, |w| {
+            archive::save_oci_index_archive(store, &digest, &manifests, &names, w)
+                .map_err(|e| e.to_string())
+        })?;
+        r.status(n, &format!("sending oci tarball to {dest} done"));
+    }
+    let pushes = ctx.args.push
+        || outputs
+            .iter()
+            .any(|o| matches!(o, Output::Image { push: true, .. }));
     let index = RawManifest {
         bytes,
         media_type,
         digest: digest.clone(),
     };
-    for name in &names {
+    for name in names.iter().filter(|_| pushes) {
         for (platform, e) in &exported {
             let record = ImageRecord::from_store(store, &e.image.manifest_digest, None)
                 .map_err(|e| e.to_string())?;
@@ -286,5 +310,11 @@ mod tests {
         let tar = Output::Tar { dest: "-".into() };
         let e = check_outputs(true, &["r/x:1".into()], &[tar], &[]).unwrap_err();
         assert!(e.contains("type=tar"), "{e}");
+        // An OCI archive needs no push, nor a name.
+        let oci = || Output::Oci {
+            dest: "x.tar".into(),
+        };
+        assert!(check_outputs(false, &[], &[oci()], &[]).is_ok());
+        assert!(check_outputs(true, &["r/x:1".into()], &[oci()], &[]).is_ok());
     }
 }

@@ -715,7 +715,7 @@ fn multi_platform_builds_refuse_what_they_cannot_write() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(message), "{args:?}: {err}");
-        assert!(err.contains("use --push"), "a hint: {err}");
+        assert!(err.contains("--output type=oci,dest=FILE"), "a hint: {err}");
         assert!(!err.contains("RUN"), "nothing was built: {err}");
     }
 }

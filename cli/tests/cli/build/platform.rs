@@ -569,3 +569,56 @@ fn arm_v7_build_carries_its_variant() {
         stderr(&out)
     );
 }
+
+#[test]
+fn multi_platform_build_writes_an_oci_archive_of_its_index() {
+    let Some(root) = Root::with_arm64() else {
+        return;
+    };
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        println!("skipped: skopeo not installed");
+        return;
+    }
+    ok(root.rbuild(&["tag", "busybox", "busybox-amd64"]));
+    let ctx = context("ARG TARGETARCH\nFROM busybox-$TARGETARCH\nRUN uname -m > /arch\n");
+    let out_dir = tempfile::tempdir().unwrap();
+    let archive = out_dir.path().join("multi.tar");
+    root.build_ok(&[
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        "multi:1",
+        "-o",
+        &format!("type=oci,dest={}", archive.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    // Nothing went into the local store.
+    let listed = stdout(&ok(root.rbuild(&["images", "-q", "multi:1"])));
+    assert_eq!(listed, "", "the local store holds one platform per name");
+
+    let source = format!("oci-archive:{}", archive.display());
+    let skopeo = |args: &[&str]| -> Value {
+        let out = ok(Command::new("skopeo")
+            .args(args)
+            .arg(&source)
+            .output()
+            .unwrap());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let index = skopeo(&["inspect", "--raw"]);
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    let archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    for arch in ["amd64", "arm64"] {
+        let config = skopeo(&["--override-arch", arch, "inspect", "--config", "--raw"]);
+        assert_eq!(config["architecture"], arch, "{config}");
+    }
+}
