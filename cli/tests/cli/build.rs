@@ -681,6 +681,13 @@ fn a_base_local_only_for_another_platform_is_named() {
 /// needs no qemu.
 #[test]
 fn multi_platform_builds_refuse_what_they_cannot_write() {
+    // Regression: the help said only this machine's platform was supported.
+    let help = crate::rbuild(&["build", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("qemu-user-static") && help.contains("comma-separated"),
+        "{help}"
+    );
     let Some(root) = Root::new() else { return };
     if !cfg!(target_arch = "x86_64") {
         println!("skipped: linux/386 is native only on x86_64");
