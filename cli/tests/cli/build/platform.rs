@@ -621,4 +621,27 @@ fn multi_platform_build_writes_an_oci_archive_of_its_index() {
         let config = skopeo(&["--override-arch", arch, "inspect", "--config", "--raw"]);
         assert_eq!(config["architecture"], arch, "{config}");
     }
+
+    // `rbuild load` picks a platform out of it, by default this machine's.
+    let archive = archive.to_str().unwrap();
+    for (platform, load, arch) in [
+        (
+            "linux/arm64",
+            &["load", "--platform", "linux/arm64", "-i", archive][..],
+            "aarch64\n",
+        ),
+        ("linux/amd64", &["load", "-i", archive][..], "x86_64\n"),
+    ] {
+        ok(root.rbuild(load));
+        let out = ok(root.rbuild(&[
+            "run",
+            "--rm",
+            "--platform",
+            platform,
+            "multi:1",
+            "cat",
+            "/arch",
+        ]));
+        assert_eq!(stdout(&out), arch);
+    }
 }
