@@ -1,9 +1,10 @@
-//! `--platform` for another architecture, end to end on an x86_64 host: arm64 RUN steps
-//! through qemu-user-static's binfmt_misc handler (F flag), the image's platform in its
-//! config, `inspect`/`images`, `run --platform`, a push read back by skopeo, the automatic
-//! platform build args, and RUN cache entries kept apart per platform. The arm64 base is
-//! Debian's busybox-static:arm64 ([`super::arm64_archive`]); each test skips, printing why,
-//! when qemu-user-static or that package cannot be had.
+//! `--platform` for other architectures, end to end on an x86_64 host: arm64 and arm/v7 RUN
+//! steps through qemu-user-static's binfmt_misc handlers (F flag), the image's platform
+//! (and variant) in its config, `inspect`/`images`, `run --platform`, a push read back by
+//! skopeo, the automatic platform build args, RUN cache entries kept apart per platform,
+//! and multi-platform builds (`--platform A,B`: an index pushed, or an OCI archive). The
+//! foreign bases are Debian's busybox-static:arm64/armhf ([`super::arm64_archive`]); each
+//! test skips, printing why, when qemu-user-static or those packages cannot be had.
 
 use std::path::Path;
 use std::process::{Command, Output};
