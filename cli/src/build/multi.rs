@@ -1,6 +1,7 @@
 //! `--platform A,B,...`: one image per platform, pushed under each `--tag` as an image index
 //! listing them (as `docker buildx build --platform ... --push`), or written as an OCI
-//! archive whose `index.json` names that index (`--output type=oci`). The local image store
+//! archive whose `index.json` names that index (`--output type=oci`); `--output type=local`
+//! gets one directory per platform (`DEST/linux_arm64/`, as buildx). The local image store
 //! holds one platform per name, so it gets nothing: outputs it would need are refused before
 //! anything runs (buildx's docker exporter refuses them too). Owns the index; the
 //! per-platform images are exported by [`super::export`], pushed by the exporter's `push`
@@ -31,7 +32,9 @@ pub fn check_outputs(
         || outputs
             .iter()
             .any(|o| matches!(o, Output::Image { push: true, .. }));
-    let archives = outputs.iter().any(|o| matches!(o, Output::Oci { .. }));
+    let archives = outputs
+        .iter()
+        .any(|o| matches!(o, Output::Oci { .. } | Output::Local { .. }));
     let to_store = outputs
         .iter()
         .any(|o| matches!(o, Output::Image { push: false, .. }));
@@ -47,10 +50,12 @@ pub fn check_outputs(
     if pushes && !named {
         return Err(format!("--push needs a name: {hint}"));
     }
-    if let Some(o) = outputs
-        .iter()
-        .find(|o| !matches!(o, Output::Image { .. } | Output::Oci { .. }))
-    {
+    if let Some(o) = outputs.iter().find(|o| {
+        !matches!(
+            o,
+            Output::Image { .. } | Output::Oci { .. } | Output::Local { .. }
+        )
+    }) {
         let kind = match o {
             Output::Local { .. } => "local",
             Output::Tar { .. } => "tar",
@@ -125,6 +130,11 @@ pub fn index_bytes(entries: &[Entry<'_>]) -> Result<(Vec<u8>, String), String> {
     Ok((bytes, media_type.to_string()))
 }
 
+/// buildx's directory name for a platform's files: `linux_arm64`, `linux_arm_v7`.
+fn platform_dir(p: &Platform) -> String {
+    p.to_string().replace('/', "_")
+}
+
 /// Exports every platform's image, writes the index and pushes both under every name.
 pub fn write(
     ctx: &Ctx<'_>,
@@ -138,6 +148,26 @@ pub fn write(
         if let Output::Image { names: more, .. } = o {
             names.extend(parse_tags(more)?);
         }
+    }
+    for o in outputs {
+        let Output::Local { dest } = o else { continue };
+        let n = r.begin("exporting to client directory");
+        for (platform, s) in solved {
+            let dir = dest.join(platform_dir(platform));
+            export::with_rootfs(ctx.worker, s.result.as_ref(), |root| {
+                export::to_local(root, &dir)
+            })?;
+            r.status(n, &format!("copying files to {} done", dir.display()));
+        }
+        r.done(n);
+    }
+    let images_wanted = outputs.is_empty()
+        || ctx.args.push
+        || outputs
+            .iter()
+            .any(|o| matches!(o, Output::Image { .. } | Output::Oci { .. }));
+    if !images_wanted {
+        return Ok(Summary::default());
     }
     let n = r.begin("exporting to image");
     let opts = ctx.export_options();
@@ -310,6 +340,12 @@ mod tests {
         let tar = Output::Tar { dest: "-".into() };
         let e = check_outputs(true, &["r/x:1".into()], &[tar], &[]).unwrap_err();
         assert!(e.contains("type=tar"), "{e}");
+        assert_eq!(
+            platform_dir(&Platform::parse("linux/arm/v7").unwrap()),
+            "linux_arm_v7"
+        );
+        let local = Output::Local { dest: "out".into() };
+        assert!(check_outputs(false, &[], &[local], &[]).is_ok());
         // An OCI archive needs no push, nor a name.
         let oci = || Output::Oci {
             dest: "x.tar".into(),

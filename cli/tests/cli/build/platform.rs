@@ -572,7 +572,7 @@ fn arm_v7_build_carries_its_variant() {
 }
 
 #[test]
-fn multi_platform_build_writes_an_oci_archive_of_its_index() {
+fn multi_platform_build_writes_an_oci_archive_and_a_directory_per_platform() {
     let Some(root) = Root::with_arm64() else {
         return;
     };
@@ -584,6 +584,7 @@ fn multi_platform_build_writes_an_oci_archive_of_its_index() {
     let ctx = context("ARG TARGETARCH\nFROM busybox-$TARGETARCH\nRUN uname -m > /arch\n");
     let out_dir = tempfile::tempdir().unwrap();
     let archive = out_dir.path().join("multi.tar");
+    let files = out_dir.path().join("files");
     root.build_ok(&[
         "--platform",
         "linux/amd64,linux/arm64",
@@ -591,8 +592,16 @@ fn multi_platform_build_writes_an_oci_archive_of_its_index() {
         "multi:1",
         "-o",
         &format!("type=oci,dest={}", archive.display()),
+        "-o",
+        &format!("type=local,dest={}", files.display()),
         ctx.path().to_str().unwrap(),
     ]);
+    // type=local: one directory per platform, named as buildx names them.
+    for (dir, arch) in [("linux_amd64", "x86_64\n"), ("linux_arm64", "aarch64\n")] {
+        let got = std::fs::read_to_string(files.join(dir).join("arch")).unwrap();
+        assert_eq!(got, arch, "{dir}");
+        assert!(files.join(dir).join("bin/busybox").is_file(), "{dir}");
+    }
     // Nothing went into the local store.
     let listed = stdout(&ok(root.rbuild(&["images", "-q", "multi:1"])));
     assert_eq!(listed, "", "the local store holds one platform per name");
