@@ -531,6 +531,32 @@ mod tests {
     }
 
     #[test]
+    fn run_key_depends_on_the_platform() {
+        // The same RUN on the same input (a platform-neutral base, e.g. files on scratch,
+        // or one manifest an index lists for both) must not share a result across platforms.
+        let run = Op::Exec(crate::op::ExecSpec {
+            args: vec!["/bin/sh".into(), "-c".into(), "uname -m > /arch".into()],
+            env: Default::default(),
+            cwd: "/".into(),
+            user: String::new(),
+            hostname: None,
+            network: crate::op::Network::None,
+            security: crate::op::Security::Sandbox,
+            root: Some(0),
+            mounts: vec![],
+            proxy_env: Default::default(),
+        });
+        let input = [CacheKey("sha256:base".into())];
+        let amd64 = compute_key(&key_form(&run, None), &Platform::linux_amd64(), &input);
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let arm64 = compute_key(&key_form(&run, None), &arm64, &input);
+        let armv7 = Platform::parse("linux/arm/v7").unwrap();
+        let armv7 = compute_key(&key_form(&run, None), &armv7, &input);
+        assert_ne!(amd64, arm64);
+        assert_ne!(arm64, armv7);
+    }
+
+    #[test]
     fn reasons_display() {
         let r = Reason::BuildArgChanged {
             name: "V".into(),

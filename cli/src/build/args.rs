@@ -43,8 +43,10 @@ pub struct BuildArgs {
     /// explicit SOURCE_DATE_EPOCH wins): image and history times, layer file mtimes clamped
     #[arg(long)]
     pub reproducible: bool,
-    /// Set target platform for build (only this machine's platform is supported)
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    /// Set target platform for build: another architecture's RUN steps run through
+    /// qemu-user-static; several, comma-separated, make an image index (with --push or
+    /// --output type=oci)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT][,...]")]
     pub platform: Option<String>,
     /// Set metadata for an image
     #[arg(long = "label", value_name = "KEY=VALUE")]

@@ -35,12 +35,13 @@ fn native(host: &Platform, wanted: &Platform) -> bool {
     w.matches(&h) || h.matches(&w) || (h.architecture == "amd64" && w.architecture == "386")
 }
 
-/// Checks that RUN steps for `wanted` can execute on `host` (natively or through an
-/// enabled qemu handler with the F flag under `binfmt_dir`).
+/// Checks that binaries of `wanted` can execute on `host` (natively or through an enabled
+/// qemu handler with the F flag under `binfmt_dir`). The error reads after "building for"
+/// or "running" (`linux/arm64 on this linux/amd64 machine needs ...`) and says how to fix it.
 pub fn check(host: &Platform, wanted: &Platform, binfmt_dir: &Path) -> Result<(), String> {
     if wanted.normalized().os != host.normalized().os {
         return Err(format!(
-            "building for {wanted} on this {host} machine is not supported (only {} images)",
+            "{wanted} on this {host} machine is not supported (only {} images)",
             host.normalized().os
         ));
     }
@@ -50,30 +51,34 @@ pub fn check(host: &Platform, wanted: &Platform, binfmt_dir: &Path) -> Result<()
     let wanted = wanted.normalized();
     let Some(name) = handler_name(&wanted) else {
         return Err(format!(
-            "building for {wanted} needs emulation, and rbuild knows no qemu handler for {}",
+            "{wanted} needs emulation, and rbuild knows no qemu handler for {}",
             wanted.architecture
         ));
     };
+    let dir = binfmt_dir.display();
     let install = "install the Debian packages qemu-user-static and binfmt-support (or run `docker run --privileged --rm tonistiigi/binfmt --install all`)";
+    // Without systemd (containers, minimal VMs) installing registers nothing.
+    let register = format!(
+        "when qemu-user-static is installed but nothing registered its handlers (no systemd), register it as root: `cat /usr/lib/binfmt.d/{name}.conf > {dir}/register`"
+    );
     let path = binfmt_dir.join(name);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(_) if !binfmt_dir.join("status").exists() => {
             return Err(format!(
-                "building for {wanted} on this {host} machine needs the binfmt_misc handler {name}, and binfmt_misc is not mounted at {}: {install}",
-                binfmt_dir.display()
+                "{wanted} on this {host} machine needs the binfmt_misc handler {name}, and binfmt_misc is not mounted at {dir}: mount it as root (`mount -t binfmt_misc binfmt_misc {dir}`), then {install}; {register}"
             ));
         }
         Err(_) => {
             return Err(format!(
-                "building for {wanted} on this {host} machine needs the binfmt_misc handler {name} ({} is missing): {install}",
+                "{wanted} on this {host} machine needs the binfmt_misc handler {name} ({} is missing): {install}; {register}",
                 path.display()
             ));
         }
     };
     if text.lines().next().map(str::trim) != Some("enabled") {
         return Err(format!(
-            "the binfmt_misc handler {name} ({}) is disabled: enable it (echo 1 > {0}) to build for {wanted}",
+            "{wanted} on this {host} machine needs the binfmt_misc handler {name} ({}), which is disabled: enable it as root (`echo 1 > {0}`)",
             path.display()
         ));
     }
@@ -84,7 +89,8 @@ pub fn check(host: &Platform, wanted: &Platform, binfmt_dir: &Path) -> Result<()
         .trim();
     if !flags.contains('F') {
         return Err(format!(
-            "the binfmt_misc handler {name} lacks the F (fix binary) flag, so its interpreter is not found inside the build's root filesystem: {install}"
+            "{wanted} on this {host} machine needs the binfmt_misc handler {name} with the F (fix binary) flag, or its interpreter is not found inside the container's root filesystem: re-register it as root (`echo -1 > {}`, then `cat /usr/lib/binfmt.d/{name}.conf > {dir}/register`, whose flags include F)",
+            path.display()
         ));
     }
     Ok(())
@@ -114,6 +120,10 @@ mod tests {
         std::fs::write(d.path().join("status"), "enabled\n").unwrap();
         let e = check(&host, &p("linux/arm64"), d.path()).unwrap_err();
         assert!(e.contains("is missing"), "{e}");
+        assert!(
+            e.contains("cat /usr/lib/binfmt.d/qemu-aarch64.conf > "),
+            "how to register without systemd: {e}"
+        );
         let h = d.path().join("qemu-aarch64");
         std::fs::write(
             &h,

@@ -5,9 +5,10 @@
 pub mod args;
 pub mod cache_io;
 mod contexts;
-mod emulation;
+pub(crate) mod emulation;
 pub mod explain;
 mod export;
+mod multi;
 mod output;
 pub mod progress;
 mod reproducible;
@@ -77,30 +78,54 @@ fn progress_mode(args: &BuildArgs) -> Mode {
     }
 }
 
-/// The platforms of the build: (build = this machine's, target, `--platform` given).
-/// Another architecture needs a qemu binfmt handler ([`emulation`]).
-fn target_platform(args: &BuildArgs) -> miette::Result<(Platform, Platform, bool)> {
+/// The platforms of the build: (build = this machine's, the targets, `--platform` given).
+/// `--platform A,B` gives several targets (a multi-platform build, [`multi`]). Another
+/// architecture needs a qemu binfmt handler ([`emulation`]).
+fn target_platforms(args: &BuildArgs) -> miette::Result<(Platform, Vec<Platform>, bool)> {
     let host = ExPlatform::host();
     let host_p = Platform::parse(&host.to_string()).map_err(|e| miette!("host platform: {e}"))?;
     let Some(spec) = &args.platform else {
-        return Ok((host_p.clone(), host_p, false));
+        return Ok((host_p.clone(), vec![host_p], false));
     };
-    if spec.contains(',') {
-        return Err(miette!(
-            "building for several platforms at once ({spec}) is not supported yet"
-        ));
+    let mut targets: Vec<Platform> = Vec::new();
+    for one in spec.split(',').map(str::trim) {
+        let wanted: ExPlatform = one.parse().map_err(|e| miette!("--platform {spec}: {e}"))?;
+        let target = if wanted.matches(&host) || host.matches(&wanted) {
+            host_p.clone()
+        } else {
+            emulation::check(&host, &wanted, Path::new(emulation::BINFMT_DIR))
+                .map_err(|e| miette!("building for {e}"))?;
+            Platform::parse(&wanted.normalized().to_string())
+                .map_err(|e| miette!("--platform {spec}: {e}"))?
+        };
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
     }
-    let wanted: ExPlatform = spec
-        .parse()
-        .map_err(|e| miette!("--platform {spec}: {e}"))?;
-    if wanted.matches(&host) || host.matches(&wanted) {
-        return Ok((host_p.clone(), host_p, true));
+    Ok((host_p, targets, true))
+}
+
+/// RUN steps of a stage on another platform than `--platform`'s (`FROM --platform=...`)
+/// need emulation too: checked before solving, so the error names the handler and the RUN
+/// line instead of the step failing with "exec format error".
+fn check_run_platforms(graph: &rbuild_solver::BuildGraph) -> Result<(), rbuild_solver::Error> {
+    let host = ExPlatform::host();
+    for id in graph.vertices() {
+        let v = graph.vertex(id);
+        if !matches!(v.op, rbuild_solver::Op::Exec(_)) {
+            continue;
+        }
+        let p = &v.platform;
+        let wanted = ExPlatform::new(&p.os, &p.architecture, p.variant.as_deref());
+        if let Err(e) = emulation::check(&host, &wanted, Path::new(emulation::BINFMT_DIR)) {
+            return Err(rbuild_solver::Error::Instruction {
+                message: format!("RUN in a stage for {wanted}: building for {e}"),
+                hint: None,
+                location: v.location.clone().map(Box::new),
+            });
+        }
     }
-    emulation::check(&host, &wanted, Path::new(emulation::BINFMT_DIR))
-        .map_err(|e| miette!("{e}"))?;
-    let target = Platform::parse(&wanted.normalized().to_string())
-        .map_err(|e| miette!("--platform {spec}: {e}"))?;
-    Ok((host_p, target, true))
+    Ok(())
 }
 
 /// The Dockerfile text and the path `.dockerignore` is looked up beside.
@@ -151,7 +176,7 @@ fn read_definition(
 pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCode> {
     let started = Instant::now();
     let mode = progress_mode(&args);
-    let (build_platform, platform, explicit_platform) = target_platform(&args)?;
+    let (build_platform, targets, explicit_platform) = target_platforms(&args)?;
     let (outputs, compression) = args::parse_outputs(&args.outputs).map_err(|e| miette!("{e}"))?;
     let extra_hosts = args
         .add_hosts
@@ -170,6 +195,10 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         .map(|s| cache_io::parse_cache_to(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| miette!("{e}"))?;
+    if targets.len() > 1 {
+        multi::check_outputs(args.push, &args.tags, &outputs, &cache_to)
+            .map_err(|e| miette!("{e}"))?;
+    }
     let cache_from = args
         .cache_from
         .iter()
@@ -288,8 +317,9 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         build_args,
         target: args.target.clone(),
         build_platform,
-        target_platform: platform,
+        target_platform: targets[0].clone(),
         explicit_platform,
+        multi_platform: targets.len() > 1,
         labels,
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),
@@ -348,15 +378,26 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         renderer.done(n);
         worker.set_imports(imports);
     }
+    // One lowering and solve per target platform (one for a single-platform build).
     let build = async {
-        let graph = rbuild_solver::lower(&df, &opts, &worker).await?;
-        for (reference, digest) in resolved_images(&graph) {
-            let n = renderer.begin(&format!("[internal] load metadata for {reference}"));
-            renderer.status(n, &format!("resolved {digest}"));
-            renderer.done(n);
+        let mut all = Vec::new();
+        for target in &targets {
+            let mut opts = opts.clone();
+            opts.target_platform = target.clone();
+            let graph = rbuild_solver::lower(&df, &opts, &worker).await?;
+            check_run_platforms(&graph)?;
+            for (reference, digest) in resolved_images(&graph) {
+                let n = renderer.begin(&format!("[internal] load metadata for {reference}"));
+                renderer.status(n, &format!("resolved {digest}"));
+                renderer.done(n);
+            }
+            renderer.start_solver();
+            let solved =
+                rbuild_solver::solve(&graph, &worker, renderer.clone(), &SolveOptions::default())
+                    .await?;
+            all.push((target.clone(), solved));
         }
-        renderer.start_solver();
-        rbuild_solver::solve(&graph, &worker, renderer.clone(), &SolveOptions::default()).await
+        Ok::<_, rbuild_solver::Error>(all)
     };
     // Ctrl-C drops the build: running steps are killed and every step's guards unmount and
     // remove what it set up before the runtime (waiting for blocking work) is dropped.
@@ -377,7 +418,7 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         eprintln!("Error: the build was interrupted");
         return Ok(ExitCode::from(130));
     };
-    let solved = match solved {
+    let mut solved = match solved {
         Ok(s) => s,
         Err(e) => {
             renderer.finish();
@@ -395,33 +436,46 @@ pub fn run(args: BuildArgs, global: &crate::GlobalOpts) -> miette::Result<ExitCo
         epoch,
         inline_cache: cache_to.contains(&cache_io::CacheTo::Inline),
     };
-    let summary = match output::write(&ctx, &solved, &outputs) {
+    let written = if solved.len() > 1 {
+        multi::write(&ctx, &solved, &outputs)
+    } else {
+        output::write(&ctx, &solved[0].1, &outputs)
+            .and_then(|s| output::export_cache(&ctx, &solved[0].1, &cache_to).map(|()| s))
+    };
+    let summary = match written {
         Ok(s) => s,
         Err(e) => {
             renderer.finish();
             return Err(miette!("{e}"));
         }
     };
-    if let Err(e) = output::export_cache(&ctx, &solved, &cache_to) {
-        renderer.finish();
-        return Err(miette!("{e}"));
-    }
     renderer.finish();
     drop(rt);
+    let executed: usize = solved.iter().map(|(_, s)| s.executed).sum();
+    let cached: usize = solved.iter().map(|(_, s)| s.cached).sum();
     if let Some(id) = &summary.image_id {
         if args.quiet {
             println!("{id}");
         } else if mode != Mode::Json {
+            let platforms = if solved.len() > 1 {
+                let names: Vec<String> = solved.iter().map(|(p, _)| p.to_string()).collect();
+                format!(" for {}", names.join(", "))
+            } else {
+                String::new()
+            };
             renderer.println(&format!(
-                "built {id} ({}, {} steps run, {} cached) in {:.1}s",
+                "built {id}{platforms} ({}, {executed} steps run, {cached} cached) in {:.1}s",
                 human_size(summary.size),
-                solved.executed,
-                solved.cached,
                 started.elapsed().as_secs_f64()
             ));
         }
     }
-    after_build(&store_root, &args, identity, &solved, &worker, &renderer);
+    // The history keeps one build per context: a multi-platform build records its last
+    // platform's.
+    let Some((_, last)) = solved.pop() else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    after_build(&store_root, &args, identity, &last, &worker, &renderer);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -31,7 +31,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn export_options(&self) -> ExportOptions {
+    pub(super) fn export_options(&self) -> ExportOptions {
         ExportOptions {
             compression: match self.compression {
                 Compression::Gzip => media::Compression::Gzip,
@@ -137,7 +137,7 @@ pub fn parse_tags(tags: &[String]) -> Result<Vec<Reference>, String> {
         .collect()
 }
 
-fn write_file_or_stdout(
+pub(super) fn write_file_or_stdout(
     dest: &str,
     f: impl FnOnce(&mut dyn std::io::Write) -> Result<(), String>,
 ) -> Result<(), String> {

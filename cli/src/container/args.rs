@@ -100,6 +100,10 @@ pub struct CreateArgs {
     /// Pull the image: `missing` (default), `always`, `never`
     #[arg(long, value_enum, default_value = "missing")]
     pub pull: PullPolicy,
+    /// Platform of the image (another architecture runs through qemu-user-static)
+    /// [default: this machine's, or a local image's own with a warning]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
     /// Signal to stop the container
     #[arg(long = "stop-signal")]
     pub stop_signal: Option<String>,

@@ -14,6 +14,7 @@ mod commit;
 mod copy;
 pub mod health;
 pub mod mounts;
+mod platform;
 pub mod runtime;
 pub mod security;
 pub mod state;

@@ -16,6 +16,7 @@ use rbuild_executor::net::{self, Bridge, Endpoint, PortProxy};
 use rbuild_executor::sandbox::{EtcFiles, Stream};
 use rbuild_executor::snapshot::{self, Mounts};
 use rbuild_executor::{NetworkMode, ProcessSpec, RunOptions, Snapshotter, Stdio};
+use rbuild_exporter::image::Platform as ExPlatform;
 use rbuild_exporter::images::Images;
 use rbuild_exporter::registry::RegistryOptions;
 use rbuild_solver::{ImageResolver as _, Op, Worker as _};
@@ -53,27 +54,74 @@ pub fn create(root: &Path, args: &CreateArgs, registry: RegistryOptions) -> Resu
         },
         Some(Arc::new(|line: &str| eprintln!("{line}"))),
     )?;
-    let host = rbuild_exporter::image::Platform::host();
-    let platform = rbuild_solver::Platform::parse(&host.to_string())
-        .map_err(|e| format!("host platform: {e}"))?;
+    let host = ExPlatform::host();
+    let requested = match &args.platform {
+        Some(p) => Some(p.parse::<ExPlatform>().map_err(|e| {
+            format!("--platform {p}: {e} (e.g. linux/amd64, linux/arm64, linux/arm/v7)")
+        })?),
+        None => None,
+    };
+    let local: Vec<ExPlatform> = Images::open(worker.store())
+        .lookup(&args.image)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r.platform.parse().ok())
+        .collect();
+    let choice = super::platform::choose(requested.as_ref(), &host, &local);
+    crate::build::emulation::check(
+        &host,
+        &choice.platform,
+        Path::new(crate::build::emulation::BINFMT_DIR),
+    )
+    .map_err(|e| format!("running {} for {e}", args.image))?;
     if args.pull == PullPolicy::Never {
-        let found = Images::open(worker.store())
-            .lookup(&args.image)
-            .map(|r| !r.is_empty())
-            .unwrap_or(false);
-        if !found {
+        if local.is_empty() {
             return Err(format!("No such image: {}", args.image));
         }
+        if let Some(actual) = &choice.local_mismatch {
+            return Err(super::platform::mismatch_error(
+                &args.image,
+                &choice.platform,
+                actual,
+            ));
+        }
     }
+    if let Some(w) = &choice.warning {
+        eprintln!("{w}");
+    }
+    let platform = rbuild_solver::Platform::parse(&choice.platform.to_string())
+        .map_err(|e| format!("platform {}: {e}", choice.platform))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     let (resolved, top) = rt.block_on(async {
-        let resolved = worker
-            .resolve_image(&args.image, &platform)
-            .await
-            .map_err(|e| format!("Unable to find image '{}': {}", args.image, e.message))?;
+        let resolved =
+            worker
+                .resolve_image(&args.image, &platform)
+                .await
+                .map_err(|e| match &choice.local_mismatch {
+                    Some(actual) => format!(
+                        "{}; pulling it for {} failed: {}",
+                        super::platform::mismatch_error(&args.image, &choice.platform, actual),
+                        choice.platform,
+                        e.message
+                    ),
+                    None => format!("Unable to find image '{}': {}", args.image, e.message),
+                })?;
+        // A registry may serve a single-platform image of another platform than asked.
+        let got = ExPlatform::new(
+            &resolved.config.os,
+            &resolved.config.architecture,
+            resolved.config.variant.as_deref(),
+        );
+        if choice.explicit && !got.architecture.is_empty() && !choice.platform.matches(&got) {
+            return Err(super::platform::mismatch_error(
+                &args.image,
+                &choice.platform,
+                &got.normalized(),
+            ));
+        }
         let op = Op::Image {
             reference: args.image.clone(),
             digest: resolved.manifest_digest.clone(),

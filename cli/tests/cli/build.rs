@@ -18,6 +18,7 @@ mod cache;
 mod cache_io;
 mod differential;
 mod inputs;
+mod platform;
 
 /// Skips (returns None) unless root with busybox-static; else the base image archive.
 pub fn base_archive() -> Option<&'static Path> {
@@ -69,6 +70,117 @@ pub fn base_archive() -> Option<&'static Path> {
     .as_deref()
 }
 
+/// Skips (returns None, printing why) unless arm64 binaries can run here through
+/// qemu-user-static; else an archive of `busybox-arm64:latest` ([`foreign_archive`]).
+pub fn arm64_archive() -> Option<&'static Path> {
+    static ARM64: OnceLock<Option<PathBuf>> = OnceLock::new();
+    ARM64
+        .get_or_init(|| foreign_archive("arm64", "aarch64", "linux/arm64"))
+        .as_deref()
+}
+
+/// As [`arm64_archive`] for 32-bit ARM: `busybox-armhf:latest`, platform linux/arm/v7.
+pub fn armhf_archive() -> Option<&'static Path> {
+    static ARMHF: OnceLock<Option<PathBuf>> = OnceLock::new();
+    ARMHF
+        .get_or_init(|| foreign_archive("armhf", "arm", "linux/arm/v7"))
+        .as_deref()
+}
+
+/// Skips (None, printing why) unless binaries of Debian architecture `deb_arch` run here
+/// through qemu-user-static's `qemu-<qemu_arch>`; else an archive of
+/// `busybox-<deb_arch>:latest` for `platform`, made like the amd64 base from Debian's
+/// busybox-static:<deb_arch> (fetched once into the target directory by
+/// `scripts/foreign-busybox`, from the Debian mirror apt is configured with).
+///
+/// Machine-global state: when qemu-user-static is installed but the binfmt_misc handler is
+/// not registered (no systemd), this registers it with `scripts/qemu-binfmt` (idempotent;
+/// `scripts/test` does it for aarch64 up front).
+fn foreign_archive(deb_arch: &str, qemu_arch: &str, platform: &str) -> Option<PathBuf> {
+    base_archive()?;
+    if !cfg!(target_arch = "x86_64") {
+        println!("skipped: the {deb_arch} tests emulate {deb_arch} on an x86_64 host");
+        return None;
+    }
+    if !Path::new(&format!("/usr/bin/qemu-{qemu_arch}-static")).exists() {
+        println!("skipped: qemu-user-static not installed (apt-get install qemu-user-static)");
+        return None;
+    }
+    if !Path::new("/proc/sys/fs/binfmt_misc")
+        .join(format!("qemu-{qemu_arch}"))
+        .exists()
+    {
+        let out = Command::new(workspace().join("scripts/qemu-binfmt"))
+            .arg(qemu_arch)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            println!(
+                "skipped: cannot register the qemu-{qemu_arch} binfmt_misc handler: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+    }
+    let handler = Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{qemu_arch}"));
+    let text = std::fs::read_to_string(&handler).unwrap_or_default();
+    let flags = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .unwrap_or("");
+    if text.lines().next() != Some("enabled") || !flags.contains('F') {
+        println!(
+            "skipped: the qemu-{qemu_arch} handler here is disabled or lacks the F flag (rbuild needs it): {}",
+            text.replace('\n', "; ")
+        );
+        return None;
+    }
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian");
+    let out = Command::new(workspace().join("scripts/foreign-busybox"))
+        .arg(deb_arch)
+        .arg(&cache)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        println!(
+            "skipped: Debian's busybox-static:{deb_arch} is not available: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let busybox = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("build-{deb_arch}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("store");
+    let name = format!("busybox-{deb_arch}:latest");
+    let out = Command::new(workspace().join("scripts/busybox-image"))
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg(&name)
+        .env("RBUILD_ROOT", &store)
+        .env("BUSYBOX", &busybox)
+        .env("PLATFORM", platform)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tar = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("build-busybox-{deb_arch}.tar"));
+    let tmp = dir.join("busybox.tar");
+    let out = crate::rbuild_at(&store, &["save", "-o", tmp.to_str().unwrap(), &name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&tmp, &tar).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(tar)
+}
+
 /// A fresh rbuild root with the busybox base loaded, removed on drop.
 pub struct Root {
     pub dir: tempfile::TempDir,
@@ -90,8 +202,38 @@ impl Root {
         Some(Root { dir })
     }
 
+    /// A fresh root with `busybox:latest` (this machine's) and `busybox-arm64:latest`
+    /// loaded; None (skipped) unless arm64 binaries can run here ([`arm64_archive`]).
+    pub fn with_arm64() -> Option<Root> {
+        Root::with_foreign(arm64_archive()?)
+    }
+
+    /// As [`Root::with_arm64`] with `busybox-armhf:latest` (linux/arm/v7).
+    pub fn with_armhf() -> Option<Root> {
+        Root::with_foreign(armhf_archive()?)
+    }
+
+    fn with_foreign(archive: &Path) -> Option<Root> {
+        let root = Root::new()?;
+        let out = crate::rbuild_at(
+            root.path(),
+            &["load", "-q", "-i", archive.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(root)
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `rbuild ARGS` in this root.
+    pub fn rbuild(&self, args: &[&str]) -> Output {
+        crate::rbuild_at(self.path(), args)
     }
 
     /// `rbuild build --progress=plain ARGS` in this root.
@@ -408,23 +550,30 @@ fn dockerfile_errors_render_like_a_compiler() {
     assert!(err.contains("did you mean `--from`?"), "{err}");
 }
 
+/// An architecture whose qemu handler is not registered here, with that handler's name
+/// (the arm64 tests register qemu-aarch64, so that one is not a candidate on x86_64).
+fn unemulated_arch() -> Option<(&'static str, &'static str)> {
+    let candidates = [
+        ("s390x", "qemu-s390x"),
+        ("ppc64le", "qemu-ppc64le"),
+        ("riscv64", "qemu-riscv64"),
+        ("mips64le", "qemu-mips64el"),
+    ];
+    let found = candidates
+        .into_iter()
+        .find(|(_, h)| !Path::new("/proc/sys/fs/binfmt_misc").join(h).exists());
+    if found.is_none() {
+        println!("skipped: every candidate architecture has a qemu handler registered here");
+    }
+    found
+}
+
 #[test]
 fn other_platforms_fail_clearly() {
     let Some(root) = Root::new() else { return };
-    let arch = if cfg!(target_arch = "aarch64") {
-        "amd64"
-    } else {
-        "arm64"
-    };
-    let handler = if arch == "arm64" {
-        "qemu-aarch64"
-    } else {
-        "qemu-x86_64"
-    };
-    if Path::new("/proc/sys/fs/binfmt_misc").join(handler).exists() {
-        println!("skipped: {handler} is registered, so {arch} builds are emulated here");
+    let Some((arch, handler)) = unemulated_arch() else {
         return;
-    }
+    };
     let out = root.build(&[
         "--platform",
         &format!("linux/{arch}"),
@@ -434,9 +583,148 @@ fn other_platforms_fail_clearly() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains(&format!("building for linux/{arch} on this"))
-            && err.contains("binfmt_misc handler qemu-"),
+            && err.contains(&format!("binfmt_misc handler {handler}")),
         "{err}"
     );
+    assert!(
+        err.contains("qemu-user-static") && err.contains("binfmt-support"),
+        "names the packages: {err}"
+    );
+}
+
+/// Regression: a stage `FROM --platform=` another architecture failed its RUN with "exec
+/// format error" when no qemu handler was registered; now the build stops before running
+/// anything, at that RUN line, naming the handler.
+#[test]
+fn run_in_a_stage_of_another_platform_needs_its_handler() {
+    let Some(root) = Root::new() else { return };
+    let Some((arch, handler)) = unemulated_arch() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("empty.tar");
+    tar::Builder::new(std::fs::File::create(&tar).unwrap())
+        .finish()
+        .unwrap();
+    let platform = format!("linux/{arch}");
+    let out = crate::rbuild_at(
+        root.path(),
+        &[
+            "import",
+            "--platform",
+            &platform,
+            tar.to_str().unwrap(),
+            "other:1",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM busybox\nRUN true\nFROM --platform={platform} other:1\nRUN true\n"),
+    )
+    .unwrap();
+    let out = root.build(&[dir.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("RUN in a stage for {platform}"))
+            && err.contains(&format!("binfmt_misc handler {handler}"))
+            && err.contains("Dockerfile:4"),
+        "{err}"
+    );
+    assert!(!err.contains("exec format error"), "{err}");
+
+    // `rbuild run` of it (no --platform: the local image's own) fails the same way, up front.
+    let out = crate::rbuild_at(root.path(), &["run", "--rm", "other:1", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains(&format!("running other:1 for {platform} on this"))
+            && err.contains(&format!("needs the binfmt_misc handler {handler}")),
+        "{err}"
+    );
+}
+
+/// Regression: a base image the local store has only for another platform was reported
+/// as "not in the local image store either"; the error now names the platform it has.
+#[test]
+fn a_base_local_only_for_another_platform_is_named() {
+    let Some(root) = Root::new() else { return };
+    if !cfg!(target_arch = "x86_64") {
+        println!("skipped: linux/386 is native only on x86_64");
+        return;
+    }
+    // A registry nobody listens on: the pull fails at once, without the internet.
+    let out = crate::rbuild_at(root.path(), &["tag", "busybox", "127.0.0.1:1/bb:1"]);
+    assert!(out.status.success(), "{out:?}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM 127.0.0.1:1/bb:1\nRUN true\n",
+    )
+    .unwrap();
+    let out = root.build(&["--platform", "linux/386", dir.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the local image store has it for linux/amd64 only, not for linux/386"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not in the local image store either"),
+        "{err}"
+    );
+}
+
+/// A multi-platform build only pushes (the local store holds one platform per name):
+/// anything else is refused before building. linux/386 runs natively on amd64, so this
+/// needs no qemu.
+#[test]
+fn multi_platform_builds_refuse_what_they_cannot_write() {
+    // Regression: the help said only this machine's platform was supported.
+    let help = crate::rbuild(&["build", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("qemu-user-static") && help.contains("comma-separated"),
+        "{help}"
+    );
+    let Some(root) = Root::new() else { return };
+    if !cfg!(target_arch = "x86_64") {
+        println!("skipped: linux/386 is native only on x86_64");
+        return;
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let tar = format!("type=tar,dest={}", out_dir.path().join("x.tar").display());
+    let basic = case_dir("basic");
+    let cases: [(&[&str], &str); 4] = [
+        (&["-t", "m:1"], "cannot be stored in the local image store"),
+        (&["--push"], "--push needs a name"),
+        (
+            &["-t", "127.0.0.1:1/m:1", "--push", "-o", &tar],
+            "--output type=tar is not supported for multi-platform builds yet",
+        ),
+        (
+            &[
+                "-t",
+                "127.0.0.1:1/m:1",
+                "--push",
+                "--cache-to",
+                "type=inline",
+            ],
+            "--cache-to is not supported for multi-platform builds yet",
+        ),
+    ];
+    for (extra, message) in cases {
+        let mut args = vec!["--platform", "linux/amd64,linux/386"];
+        args.extend_from_slice(extra);
+        args.push(basic.to_str().unwrap());
+        let out = root.build(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+        assert!(err.contains("--output type=oci,dest=FILE"), "a hint: {err}");
+        assert!(!err.contains("RUN"), "nothing was built: {err}");
+    }
 }
 
 #[test]

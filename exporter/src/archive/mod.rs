@@ -19,7 +19,10 @@ mod load;
 mod save;
 
 pub use load::{LoadedImage, load_archive, load_oci_dir};
-pub use save::{ExportImage, save_docker_archive, save_oci_archive, save_oci_dir, write_to_path};
+pub use save::{
+    ExportImage, save_docker_archive, save_oci_archive, save_oci_dir, save_oci_index_archive,
+    write_to_path,
+};
 
 /// `org.opencontainers.image.ref.name`
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";

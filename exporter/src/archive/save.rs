@@ -167,6 +167,20 @@ fn write_layout(
     plain: &BTreeMap<Digest, PlainLayer>,
     sink: &mut dyn Sink,
 ) -> Result<()> {
+    write_blobs(store, plan, plain, sink)?;
+    let index = oci_index(plan)?;
+    sink.file("index.json", index.len() as u64, &mut &index[..])?;
+    Ok(())
+}
+
+/// Writes the OCI layout's blobs: the plan's, plus `plain` layers under their diff_ids,
+/// all in digest order.
+fn write_blobs(
+    store: &Store,
+    plan: &Plan,
+    plain: &BTreeMap<Digest, PlainLayer>,
+    sink: &mut dyn Sink,
+) -> Result<()> {
     sink.dir("blobs/")?;
     let all: BTreeSet<&Digest> = plan.blobs.iter().chain(plain.keys()).collect();
     let algs: BTreeSet<&str> = all.iter().map(|d| d.algorithm().as_str()).collect();
@@ -186,8 +200,6 @@ fn write_layout(
             sink.file(&blob_path(d), p.size, &mut tar.take(p.size))?;
         }
     }
-    let index = oci_index(plan)?;
-    sink.file("index.json", index.len() as u64, &mut &index[..])?;
     Ok(())
 }
 
@@ -317,6 +329,63 @@ pub fn save_oci_archive(store: &Store, images: &[ExportImage], out: impl Write) 
         builder: tar::Builder::new(out),
     };
     write_layout(store, &plan, &BTreeMap::new(), &mut sink)?;
+    sink.file("oci-layout", OCI_LAYOUT.len() as u64, &mut &OCI_LAYOUT[..])?;
+    sink.builder
+        .into_inner()
+        .and_then(|mut w| w.flush())
+        .map_err(|e| Error::io("oci-archive", e))
+}
+
+/// An OCI archive of a multi-platform image: `index` (an image index in the store, listing
+/// `manifests`) is the one descriptor of `index.json`, once per name in `names` (as buildx's
+/// `--output type=oci` of a multi-platform build); every manifest's blobs are included.
+pub fn save_oci_index_archive(
+    store: &Store,
+    index: &Digest,
+    manifests: &[Digest],
+    names: &[Reference],
+    out: impl Write,
+) -> Result<()> {
+    let exports: Vec<ExportImage> = manifests
+        .iter()
+        .map(|m| ExportImage {
+            manifest: m.clone(),
+            names: Vec::new(),
+        })
+        .collect();
+    let mut plan = plan(store, &exports)?;
+    plan.blobs.insert(index.clone());
+    let desc = json!({
+        "mediaType": media::OCI_INDEX,
+        "digest": index.to_string(),
+        "size": store.blob_size(index)?,
+    });
+    let mut descriptors = Vec::new();
+    for name in names {
+        let mut d = desc.clone();
+        let ref_name = name.tag().map_or_else(|| name.to_string(), str::to_string);
+        d["annotations"] = json!({
+            ANNOTATION_IMAGE_NAME: name.to_string(),
+            ANNOTATION_REF_NAME: ref_name,
+        });
+        descriptors.push(d);
+    }
+    if descriptors.is_empty() {
+        descriptors.push(desc);
+    }
+    let top = to_json(
+        &json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_INDEX,
+            "manifests": descriptors,
+        }),
+        "index.json",
+    )?;
+    let mut sink = TarSink {
+        builder: tar::Builder::new(out),
+    };
+    write_blobs(store, &plan, &BTreeMap::new(), &mut sink)?;
+    sink.file("index.json", top.len() as u64, &mut &top[..])?;
     sink.file("oci-layout", OCI_LAYOUT.len() as u64, &mut &OCI_LAYOUT[..])?;
     sink.builder
         .into_inner()

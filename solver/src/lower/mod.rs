@@ -45,6 +45,9 @@ pub struct BuildOptions {
     /// `--platform` was given: the image's os/architecture are set to the target's even
     /// when the base image says otherwise (BuildKit's explicit target).
     pub explicit_platform: bool,
+    /// One of several target platforms (`--platform A,B`): step names carry the stage's
+    /// platform, as BuildKit's (`[linux/arm64 build 2/3] RUN ...`).
+    pub multi_platform: bool,
     /// `--label`: added to the target image's labels.
     pub labels: BTreeMap<String, String>,
     /// `--no-cache`.
@@ -98,6 +101,7 @@ impl Default for BuildOptions {
             build_platform: Platform::linux_amd64(),
             target_platform: Platform::linux_amd64(),
             explicit_platform: false,
+            multi_platform: false,
             labels: BTreeMap::new(),
             no_cache: false,
             no_cache_filter: Vec::new(),
@@ -175,6 +179,8 @@ pub(crate) struct StageState {
     base_image: Option<BaseImage>,
     /// The instruction being dispatched comes from an ONBUILD trigger.
     in_onbuild: bool,
+    /// In a multi-platform build, the platform step names start with.
+    name_platform: Option<String>,
 }
 
 pub(crate) struct Lowering<'a> {
@@ -314,6 +320,25 @@ impl<'a> Lowering<'a> {
             done: vec![None; df.stages.len()],
             named,
         })
+    }
+
+    /// BuildKit's platform in step names of a multi-platform build: the stage's platform,
+    /// then `->ARCH` when the target's architecture differs (`linux/amd64->arm64`).
+    fn name_platform(&self, stage: &Platform) -> Option<String> {
+        if !self.opts.multi_platform {
+            return None;
+        }
+        let target = &self.opts.target_platform;
+        let mut text = stage.to_string();
+        if target.os != stage.os {
+            text.push_str(&format!("->{target}"));
+        } else if target.architecture != stage.architecture {
+            text.push_str(&format!("->{}", target.architecture));
+            if let Some(v) = &target.variant {
+                text.push_str(&format!("/{v}"));
+            }
+        }
+        Some(text)
     }
 
     /// The platform a stage's base is resolved for.
@@ -576,6 +601,7 @@ impl<'a> Lowering<'a> {
                     image: Image::empty(&platform),
                     env: fresh.scratch(),
                     args: Vec::new(),
+                    name_platform: self.name_platform(&platform),
                     platform,
                     workdir: "/".into(),
                     user: String::new(),
@@ -629,6 +655,7 @@ impl<'a> Lowering<'a> {
                         digest: resolved.manifest_digest.clone(),
                     }),
                     in_onbuild: false,
+                    name_platform: self.name_platform(&platform),
                 };
                 if !is_scratch {
                     let pinned = pinned(reference, &resolved.manifest_digest);
@@ -821,6 +848,10 @@ pub(crate) fn prefix_command(st: &mut StageState, text: &str) -> String {
     st.cmd_index += 1;
     let width = st.cmd_total.to_string().len();
     let mut out = String::from("[");
+    if let Some(p) = &st.name_platform {
+        out.push_str(p);
+        out.push(' ');
+    }
     if !st.name.is_empty() {
         out.push_str(&st.name);
         out.push(' ');

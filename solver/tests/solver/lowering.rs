@@ -213,6 +213,42 @@ async fn platform_flag_and_platform_args() {
 }
 
 #[tokio::test]
+async fn multi_platform_step_names_carry_the_platform() {
+    let w = FakeWorker::new();
+    let df = "FROM --platform=$BUILDPLATFORM golang:1.22 AS build\nRUN go build\nFROM alpine:3.19\nCOPY --from=build /app /app\n";
+    let names = |multi_platform: bool| {
+        let opts = BuildOptions {
+            build_platform: Platform::parse("linux/amd64").unwrap(),
+            target_platform: Platform::parse("linux/arm64").unwrap(),
+            explicit_platform: true,
+            multi_platform,
+            ..BuildOptions::default()
+        };
+        let w = &w;
+        async move {
+            let g = lower_with(df, &opts, w).await.unwrap();
+            let mut names: Vec<String> = g.vertices().map(|v| g.vertex(v).name.clone()).collect();
+            names.sort();
+            names
+        }
+    };
+    let multi = names(true).await;
+    assert!(
+        multi.contains(&"[linux/amd64->arm64 build 2/2] RUN go build".to_string()),
+        "{multi:?}"
+    );
+    assert!(
+        multi.contains(&"[linux/arm64 stage-1 2/2] COPY --from=build /app /app".to_string()),
+        "{multi:?}"
+    );
+    let single = names(false).await;
+    assert!(
+        single.contains(&"[build 2/2] RUN go build".to_string()),
+        "{single:?}"
+    );
+}
+
+#[tokio::test]
 async fn proxy_build_args_reach_run_but_not_history() {
     let w = FakeWorker::new();
     let opts = BuildOptions {

@@ -29,6 +29,17 @@ fn local_manifest(inner: &Inner, reference: &str, platform: &Platform) -> Option
     })
 }
 
+/// The platforms of the local images named `reference`.
+fn local_platforms(inner: &Inner, reference: &str) -> Vec<String> {
+    let records = Images::open(&inner.store)
+        .lookup(reference)
+        .unwrap_or_default();
+    let mut platforms: Vec<String> = records.into_iter().map(|r| r.platform).collect();
+    platforms.sort();
+    platforms.dedup();
+    platforms
+}
+
 async fn pull(inner: &Inner, reference: &str, platform: &Platform) -> Result<Digest, WorkerError> {
     let r = Reference::parse_normalized(reference).map_err(werr)?;
     inner.notice(&format!("pulling {r}"));
@@ -193,10 +204,20 @@ pub(super) async fn resolve(
         None => pull(inner, reference, platform).await.map_err(|e| {
             let mut e = e;
             if local_manifest(inner, reference, platform).is_none() && !inner.cfg.pull {
-                e.message = format!(
-                    "{} (not in the local image store either: `rbuild images` lists it, `rbuild load` or `rbuild import` adds one)",
-                    e.message
-                );
+                let others = local_platforms(inner, reference);
+                e.message = if others.is_empty() {
+                    format!(
+                        "{} (not in the local image store either: `rbuild images` lists it, `rbuild load` or `rbuild import` adds one)",
+                        e.message
+                    )
+                } else {
+                    format!(
+                        "{} (the local image store has it for {} only, not for {}: pass that as `--platform` or `FROM --platform=`)",
+                        e.message,
+                        others.join(", "),
+                        ex_platform(platform)
+                    )
+                };
             }
             e
         })?,

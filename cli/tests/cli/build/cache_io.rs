@@ -235,14 +235,14 @@ fn a_corrupt_blob_in_the_cache_is_skipped_and_its_step_runs_again() {
 }
 
 /// `docker-registry serve` on a free loopback port; killed on drop.
-struct Registry {
+pub(super) struct Registry {
     child: Child,
-    host: String,
+    pub(super) host: String,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start() -> Option<Registry> {
+    pub(super) fn start() -> Option<Registry> {
         let found = Command::new("sh")
             .args(["-c", "command -v docker-registry"])
             .output()
