@@ -544,6 +544,7 @@ mod tests {
             security: crate::op::Security::Sandbox,
             root: Some(0),
             mounts: vec![],
+            extra_hosts: Vec::new(),
             proxy_env: Default::default(),
         });
         let input = [CacheKey("sha256:base".into())];
