@@ -646,36 +646,35 @@ fn df(store: &Store) -> miette::Result<ExitCode> {
         format!("{} ({p}%)", human_size(part))
     };
     let (containers, volumes) = container_and_volume_usage(store)?;
-    let rows = vec![
+    let images = Usage {
+        total: du.images,
+        active: du.images_named,
+        size: du.blobs_size,
+        reclaimable: du.blobs_reclaimable,
+    };
+    let snapshots = Usage {
+        total: du.snapshots,
+        active: du.snapshots,
+        size: du.snapshots_size,
+        reclaimable: du.snapshots_reclaimable,
+    };
+    let rows: Vec<Vec<String>> = [
+        ("Images", images),
+        ("Containers", containers),
+        ("Local Volumes", volumes),
+        ("Snapshots", snapshots),
+    ]
+    .into_iter()
+    .map(|(kind, u)| {
         vec![
-            "Images".to_string(),
-            du.images.to_string(),
-            du.images_named.to_string(),
-            human_size(du.blobs_size),
-            pct(du.blobs_reclaimable, du.blobs_size),
-        ],
-        vec![
-            "Containers".to_string(),
-            containers.total.to_string(),
-            containers.active.to_string(),
-            human_size(containers.size),
-            pct(containers.reclaimable, containers.size),
-        ],
-        vec![
-            "Local Volumes".to_string(),
-            volumes.total.to_string(),
-            volumes.active.to_string(),
-            human_size(volumes.size),
-            pct(volumes.reclaimable, volumes.size),
-        ],
-        vec![
-            "Snapshots".to_string(),
-            du.snapshots.to_string(),
-            du.snapshots.to_string(),
-            human_size(du.snapshots_size),
-            pct(du.snapshots_reclaimable, du.snapshots_size),
-        ],
-    ];
+            kind.to_string(),
+            u.total.to_string(),
+            u.active.to_string(),
+            human_size(u.size),
+            pct(u.reclaimable, u.size),
+        ]
+    })
+    .collect();
     print!(
         "{}",
         table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)

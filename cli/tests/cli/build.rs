@@ -796,6 +796,13 @@ fn bare_form_outputs_and_files() {
     assert!(String::from_utf8_lossy(&listing.stdout).contains("index.json"));
 }
 
+/// A temporary build context holding only a `Dockerfile` with `text`.
+pub fn dockerfile_dir(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), text).unwrap();
+    dir
+}
+
 /// Names of the steps that ran (not cached) in a plain progress log.
 pub fn executed_steps(log: &str) -> Vec<String> {
     let mut names: BTreeMap<String, String> = BTreeMap::new();
@@ -946,12 +953,7 @@ fn run_steps_get_the_builds_resource_limits() {
 #[test]
 fn add_host_is_in_the_step_and_its_cache_key() {
     let Some(root) = Root::new() else { return };
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM busybox\nRUN grep -w db /etc/hosts > /db\n",
-    )
-    .unwrap();
+    let ctx = dockerfile_dir("FROM busybox\nRUN grep -w db /etc/hosts > /db\n");
     let dir = ctx.path().to_str().unwrap();
     let db = |ip: &str, tag: &str| {
         let log = root.build_ok(&["--add-host", &format!("db:{ip}"), "-t", tag, dir]);

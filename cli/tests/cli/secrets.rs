@@ -14,11 +14,7 @@ use crate::build::Root;
 const FILE_SECRET: &str = "s3cr3t-value-123";
 const ENV_SECRET: &str = "env-s3cr3t-456";
 
-fn context(dockerfile: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-    dir
-}
+use crate::build::dockerfile_dir as context;
 
 fn sha_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))

@@ -367,12 +367,9 @@ fn attach_without_a_terminal_streams_output_passes_signals_and_exits_with_the_co
 #[test]
 fn healthchecks_from_the_image_and_flags() {
     let Some(env) = Env::new() else { return };
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
+    let ctx = crate::build::dockerfile_dir(
         "FROM busybox\nHEALTHCHECK --interval=1s --timeout=5s --retries=2 CMD test -f /ok && echo fine\n",
-    )
-    .unwrap();
+    );
     env.root
         .build_ok(&["-t", "hc:1", ctx.path().to_str().unwrap()]);
     let health = |name: &str| -> serde_json::Value {
