@@ -524,15 +524,17 @@ impl Snapshotter {
     /// Removes snapshot `key` (refused while other snapshots build on it).
     pub fn remove(&self, key: &str) -> Result<()> {
         let _lock = self.lock()?;
-        let all = self.all()?;
-        let (id, _) = all
-            .iter()
-            .find(|(_, m)| m.key == key)
-            .ok_or_else(|| Error::SnapshotNotFound(key.to_string()))?;
-        if all.iter().any(|(_, m)| m.parent.as_deref() == Some(id)) {
+        let (id, meta) = self.find(key)?;
+        // Only committed snapshots can be parents: the others need no scan for children.
+        if meta.kind == Kind::Committed
+            && self
+                .all()?
+                .iter()
+                .any(|(_, m)| m.parent.as_deref() == Some(id.as_str()))
+        {
             return Err(Error::SnapshotInUse(key.to_string()));
         }
-        self.discard(&self.snapshots.join(id))?;
+        self.discard(&self.snapshots.join(&id))?;
         // A stale entry would only be ignored; removing it keeps `keys/` small.
         let _ = fs::remove_file(self.key_path(key));
         Ok(())
