@@ -6,11 +6,18 @@
 //! caller's limits still apply; under `<root>/rbuild` on v2, where a populated group cannot
 //! delegate controllers) is clearer written out than configured through a large API.
 //!
-//! Dropping a [`Cgroup`] kills whatever is left in it and removes its directories.
+//! On v2 the controllers a limit needs are enabled in the parents' `cgroup.subtree_control`
+//! (as runc and podman do), never in a non-root group that holds processes (that cannot
+//! delegate); a limit whose controller is missing fails with the reason.
+//!
+//! Dropping a [`Cgroup`] kills whatever is left in it and removes its directories, with any
+//! groups made below them (a privileged container may). Groups whose creator was killed
+//! before its cleanup (their names carry its pid) are removed by the next create.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -120,6 +127,169 @@ fn v1_memsw(memory: Option<u64>, memory_swap: Option<i64>) -> Option<String> {
     }
 }
 
+/// The v2 controllers `limits` need.
+fn needed_v2(limits: &Limits) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if limits.memory_bytes.is_some() || limits.memory_swap_bytes.is_some() {
+        out.push("memory");
+    }
+    if limits.pids_max.is_some() {
+        out.push("pids");
+    }
+    if limits.cpu_quota_us.is_some()
+        || limits.cpu_period_us.is_some()
+        || limits.cpu_shares.is_some()
+    {
+        out.push("cpu");
+    }
+    if limits.cpuset_cpus.is_some() {
+        out.push("cpuset");
+    }
+    out
+}
+
+/// Writes `+controller` into `dir`'s `cgroup.subtree_control` for each controller not
+/// enabled there yet; returns the ones the kernel refused, with the file and the error.
+fn enable_controllers(dir: &Path, controllers: &[&str]) -> Vec<(String, PathBuf, std::io::Error)> {
+    let file = dir.join("cgroup.subtree_control");
+    let enabled = fs::read_to_string(&file).unwrap_or_default();
+    let missing: Vec<&str> = controllers
+        .iter()
+        .copied()
+        .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
+        .collect();
+    // A group other than the real root (which has no `cgroup.type`) that holds processes
+    // refuses domain controllers (EBUSY) but takes threaded ones (cpu, pids), which would
+    // make it a thread root whose domain children refuse processes (EOPNOTSUPP): even runs
+    // without limits would then fail. Leave such a group alone.
+    if !missing.is_empty() && dir.join("cgroup.type").exists() && has_processes(dir) {
+        return missing
+            .iter()
+            .map(|c| {
+                let busy = std::io::Error::from_raw_os_error(nix::libc::EBUSY);
+                ((*c).to_string(), file.clone(), busy)
+            })
+            .collect();
+    }
+    let mut refused = Vec::new();
+    for c in missing {
+        if let Err(e) = fs::write(&file, format!("+{c}")) {
+            refused.push((c.to_string(), file.clone(), e));
+        }
+    }
+    refused
+}
+
+/// Whether group `dir` itself (not the groups below it) holds a process.
+fn has_processes(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|t| !t.trim().is_empty())
+}
+
+/// The error for a limit whose v2 controller the run's group does not have, saying why.
+fn missing_controller(
+    controller: &str,
+    available: &str,
+    refused: &[(String, PathBuf, std::io::Error)],
+    parent: &Path,
+) -> Error {
+    let why = if !available.split_whitespace().any(|a| a == controller) {
+        format!(
+            "it is not available at {CGROUP_ROOT} (cgroup.controllers: {:?})",
+            available.trim()
+        )
+    } else if let Some((_, file, e)) = refused.iter().find(|(c, _, _)| c == controller) {
+        let hint = if e.raw_os_error() == Some(nix::libc::EBUSY) {
+            " (a cgroup v2 group that holds processes cannot delegate controllers to its \
+             children: run rbuild where the cgroup root is the real root, or move the \
+             processes of that group into a child group first, as Docker-in-Docker does)"
+        } else {
+            ""
+        };
+        format!("enabling it in {} failed: {e}{hint}", file.display())
+    } else {
+        "it is not enabled in the parent's cgroup.subtree_control".to_string()
+    };
+    Error::Cgroup {
+        path: parent.to_path_buf(),
+        source: std::io::Error::other(format!(
+            "the {controller} controller is needed for the limits but {why}"
+        )),
+    }
+}
+
+/// The name of a new run's group: `run-<our pid>-<counter>-<nanoseconds>`, unique among
+/// concurrent runs; the pid tells [`remove_stale`] whether its creator is still alive.
+pub fn run_name() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "run-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The pid of the process that made run group `name` (see [`run_name`]).
+fn creator_of(name: &str) -> Option<i32> {
+    name.strip_prefix("run-")?.split('-').next()?.parse().ok()
+}
+
+/// Removes the run groups under `parent` that rbuild processes killed before their cleanup
+/// (a SIGKILLed monitor or build) left behind: the creator is gone and nothing runs in
+/// them (their processes die with the creator: parent-death signal). A live creator's group
+/// is never touched, even when still empty (between `mkdir` and its child joining).
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(creator_of) else {
+            continue;
+        };
+        if i64::from(pid) == i64::from(std::process::id()) || crate::process::alive(pid) {
+            continue;
+        }
+        let _ = remove_tree(&e.path());
+    }
+}
+
+/// Adds the pids in group `dir` and the groups below it to `out` (once each).
+fn tree_pids(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
+        for p in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                tree_pids(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// Removes the group `dir` and the groups below it, deepest first (a privileged container
+/// may have made some). Fails while any of them holds a process.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    match fs::remove_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// Copies `cpuset.cpus` and `cpuset.mems` from the parent into a new v1 cpuset group (they
 /// start empty, and a group without them cannot take tasks).
 fn v1_cpuset_inherit(dir: &Path) -> Result<()> {
@@ -193,23 +363,18 @@ impl Cgroup {
         let root = Path::new(CGROUP_ROOT);
         let parent = root.join(PARENT);
         mkdir(&parent)?;
+        remove_stale(&parent);
         let available = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
         let mut controllers = vec!["memory", "pids", "cpu"];
         if limits.cpuset_cpus.is_some() {
             controllers.push("cpuset");
         }
-        let wanted: Vec<String> = controllers
-            .iter()
-            .filter(|c| available.split_whitespace().any(|a| a == **c))
-            .map(|c| format!("+{c}"))
-            .collect();
-        for dir in [root, parent.as_path()] {
-            for c in &wanted {
-                // Already enabled, or not possible: a missing controller shows up below as
-                // a missing limit file with a clear path in the error.
-                let _ = fs::write(dir.join("cgroup.subtree_control"), c);
-            }
-        }
+        controllers.retain(|c| available.split_whitespace().any(|a| a == *c));
+        // A fresh cgroup2 mount (or someone else) may have left them off: enable them as
+        // runc and podman do. Failures are reported below, only for a controller a limit
+        // needs (the memory controller without a limit only serves OOM detection).
+        let mut refused = enable_controllers(root, &controllers);
+        refused.extend(enable_controllers(&parent, &controllers));
         let dir = parent.join(name);
         mkdir(&dir)?;
         let cg = Cgroup {
@@ -217,6 +382,12 @@ impl Cgroup {
             dirs: vec![dir.clone()],
             removed: false,
         };
+        let usable = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        for c in needed_v2(limits) {
+            if !usable.split_whitespace().any(|u| u == c) {
+                return Err(missing_controller(c, &available, &refused, &parent));
+            }
+        }
         if let Some(m) = limits.memory_bytes {
             write(&dir.join("memory.max"), &m.to_string())?;
         }
@@ -268,6 +439,9 @@ impl Cgroup {
             let dir = mp.join(own.trim_start_matches('/')).join(PARENT).join(name);
             if cg.dirs.contains(&dir) {
                 continue;
+            }
+            if let Some(parent) = dir.parent() {
+                remove_stale(parent);
             }
             mkdir(&dir)?;
             cg.dirs.push(dir.clone());
@@ -338,17 +512,11 @@ impl Cgroup {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
-    /// Pids currently in the group.
+    /// Pids currently in the group and the groups below it.
     pub fn pids(&self) -> Vec<i32> {
         let mut out = Vec::new();
         for d in &self.dirs {
-            if let Ok(text) = fs::read_to_string(d.join("cgroup.procs")) {
-                for p in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    if !out.contains(&p) {
-                        out.push(p);
-                    }
-                }
-            }
+            tree_pids(d, &mut out);
         }
         out
     }
@@ -407,7 +575,7 @@ impl Cgroup {
         for d in &self.dirs {
             let mut ok = false;
             for _ in 0..200 {
-                match fs::remove_dir(d) {
+                match remove_tree(d) {
                     Ok(()) => {
                         ok = true;
                         break;
@@ -421,7 +589,7 @@ impl Cgroup {
                 }
             }
             if !ok {
-                last = fs::remove_dir(d).map_err(|source| Error::Cgroup {
+                last = remove_tree(d).map_err(|source| Error::Cgroup {
                     path: d.clone(),
                     source,
                 });
@@ -564,6 +732,99 @@ impl Freezer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pid that no process has (a child that ran and was reaped).
+    fn dead_pid() -> i32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn run_names_carry_their_creator() {
+        let name = run_name();
+        assert_eq!(creator_of(&name), Some(std::process::id() as i32));
+        assert_ne!(run_name(), name);
+        assert_eq!(creator_of("rbuild"), None);
+        assert_eq!(creator_of("run-x-1-2"), None);
+    }
+
+    #[test]
+    fn stale_groups_of_dead_creators_are_removed_deepest_first() {
+        let parent = tempfile::tempdir().unwrap();
+        let dead = parent.path().join(format!("run-{}-0-1", dead_pid()));
+        std::fs::create_dir_all(dead.join("made-inside/deeper")).unwrap();
+        // A group that still holds something (a populated group cannot be removed either).
+        let busy = parent.path().join(format!("run-{}-1-1", dead_pid()));
+        std::fs::create_dir(&busy).unwrap();
+        std::fs::write(busy.join("cgroup.procs"), "42\n").unwrap();
+        let mine = parent.path().join(run_name());
+        std::fs::create_dir(&mine).unwrap();
+        let other = parent.path().join("not-a-run");
+        std::fs::create_dir(&other).unwrap();
+        remove_stale(parent.path());
+        assert!(!dead.exists());
+        assert!(busy.exists());
+        assert!(mine.exists(), "a live creator's empty group is kept");
+        assert!(other.exists());
+    }
+
+    #[test]
+    fn limits_name_the_controllers_they_need() {
+        assert!(needed_v2(&Limits::default()).is_empty());
+        let all = Limits {
+            memory_bytes: Some(1 << 20),
+            cpu_shares: Some(512),
+            pids_max: Some(10),
+            cpuset_cpus: Some("0".into()),
+            ..Limits::default()
+        };
+        assert_eq!(needed_v2(&all), ["memory", "pids", "cpu", "cpuset"]);
+        let quota = Limits {
+            cpu_quota_us: Some(50_000),
+            ..Limits::default()
+        };
+        assert_eq!(needed_v2(&quota), ["cpu"]);
+    }
+
+    #[test]
+    fn a_populated_non_root_group_gets_no_controllers() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = dir.path().join("cgroup.subtree_control");
+        std::fs::write(&control, "pids\n").unwrap();
+        std::fs::write(dir.path().join("cgroup.type"), "domain\n").unwrap();
+        std::fs::write(dir.path().join("cgroup.procs"), "1\n7\n").unwrap();
+        let refused = enable_controllers(dir.path(), &["memory", "pids", "cpu"]);
+        let names: Vec<&str> = refused.iter().map(|(c, _, _)| c.as_str()).collect();
+        assert_eq!(names, ["memory", "cpu"], "pids is enabled already");
+        assert_eq!(std::fs::read_to_string(&control).unwrap(), "pids\n");
+        let err = missing_controller("memory", "cpu memory pids", &refused, dir.path());
+        let text = err.to_string();
+        assert!(text.contains("memory controller is needed"), "{text}");
+        assert!(text.contains("cannot delegate controllers"), "{text}");
+    }
+
+    #[test]
+    fn an_empty_group_gets_each_missing_controller_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = dir.path().join("cgroup.subtree_control");
+        std::fs::write(&control, "memory\n").unwrap();
+        std::fs::write(dir.path().join("cgroup.type"), "domain\n").unwrap();
+        std::fs::write(dir.path().join("cgroup.procs"), "").unwrap();
+        assert!(enable_controllers(dir.path(), &["memory", "cpu"]).is_empty());
+        // A regular file keeps the last write: memory was not written again.
+        assert_eq!(std::fs::read_to_string(&control).unwrap(), "+cpu");
+    }
+
+    #[test]
+    fn a_controller_the_kernel_lacks_is_named_with_what_there_is() {
+        let err = missing_controller("cpuset", "cpu memory", &[], Path::new("/x/rbuild"));
+        let text = err.to_string();
+        assert!(text.contains("cpuset controller is needed"), "{text}");
+        assert!(text.contains("not available"), "{text}");
+        assert!(text.contains("cpu memory"), "{text}");
+    }
 
     #[test]
     fn weight_conversion_matches_docker() {

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio as StdStdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -354,19 +354,6 @@ impl Drop for Stubs {
     }
 }
 
-fn unique_name() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "run-{}-{}-{nanos:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 fn validate(spec: &ProcessSpec) -> Result<()> {
     if spec.argv.is_empty() || spec.argv[0].is_empty() {
         return Err(Error::InvalidSpec("empty command".into()));
@@ -452,7 +439,7 @@ pub(crate) fn security_parts(
 /// executed (126/127) — is an `Ok` status. Blocking: call it from `spawn_blocking`.
 pub fn run(spec: &ProcessSpec, stdio: Stdio<'_>, opts: &RunOptions) -> Result<ExitStatus> {
     validate(spec)?;
-    let cgroup = Cgroup::create(&unique_name(), &spec.limits)?;
+    let cgroup = Cgroup::create(&crate::cgroup::run_name(), &spec.limits)?;
     let state = tempfile::Builder::new()
         .prefix("rbuild-run-")
         .tempdir()
