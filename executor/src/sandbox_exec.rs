@@ -2,9 +2,10 @@
 //!
 //! The caller (multi-threaded) spawns `<exe> __rbuild-exec-init` with the JSON [`ExecSpec`]
 //! on fd 3 and a report pipe on fd 4, its own stdio inherited. The exec init
-//! (single-threaded) joins the container's cgroup, then its IPC, UTS, network, PID and mount
-//! namespaces (`setns` into the mount namespace also moves the root to the container's),
-//! forks — so the child is inside the PID namespace — and the child resolves the user from
+//! (single-threaded) joins the container's IPC, UTS, network, PID and cgroup namespaces,
+//! forks — so the child is inside the PID namespace — and the child joins the container's
+//! cgroup and its mount namespace (`setns` into it also moves the root to the container's),
+//! resolves the user from
 //! the container's `/etc/passwd`, drops privileges like the sandbox init and `execve`s. The
 //! exec init forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT and reports the exit code.
 
@@ -279,18 +280,15 @@ fn exec_monitor() -> Result<Report> {
     let set = forwarded_signals();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
         .map_err(|e| Error::sys("sigprocmask", e))?;
-    for procs in cgroup_procs_of(spec.pid) {
-        // v1 hierarchies the container shares with the host may refuse; the unified one
-        // (or the limited controllers) is what matters.
-        let _ = std::fs::write(&procs, "0");
-    }
+    // Joined by the child alone: this process stays outside the container's cgroup (not
+    // charged to its limits, not listed in its `cgroup.procs` as a pid it cannot see).
+    let cgroup_procs = cgroup_procs_of(spec.pid);
     let mut namespaces = Vec::new();
     for (name, flag) in [
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("uts", CloneFlags::CLONE_NEWUTS),
         ("net", CloneFlags::CLONE_NEWNET),
         ("pid", CloneFlags::CLONE_NEWPID),
-        // After joining the cgroup: a private cgroup namespace shows it as `/`.
         ("cgroup", CloneFlags::CLONE_NEWCGROUP),
         ("mnt", CloneFlags::CLONE_NEWNS),
     ] {
@@ -299,12 +297,14 @@ fn exec_monitor() -> Result<Report> {
             .map_err(|e| Error::Sandbox(format!("container process {} is gone: {e}", spec.pid)))?;
         namespaces.push((f, flag, path));
     }
-    // The mount namespace last, and in the child: after it this process's /proc is the
-    // container's, where the fork check cannot see it.
-    let mut mnt = None;
+    // The cgroup and mount namespaces in the child, in that order, after it joined the
+    // cgroup: the kernel refuses a move between groups outside the mover's cgroup namespace
+    // (and a private one then shows the group as `/`); after the mount namespace this
+    // process's /proc is the container's, where the fork check cannot see it.
+    let mut late = Vec::new();
     for (f, flag, path) in namespaces {
-        if flag == CloneFlags::CLONE_NEWNS {
-            mnt = Some((f, path));
+        if flag == CloneFlags::CLONE_NEWNS || flag == CloneFlags::CLONE_NEWCGROUP {
+            late.push((f, flag, path));
         } else {
             sys::setns(&f, flag, &path)?;
         }
@@ -314,13 +314,18 @@ fn exec_monitor() -> Result<Report> {
     match sys::fork()? {
         sys::Fork::Child => {
             drop(err_r);
-            if let Some((f, path)) = &mnt
-                && let Err(e) = sys::setns(f, CloneFlags::CLONE_NEWNS, path)
-            {
-                let failure = ChildFailure::setup(e);
-                let mut w = File::from(err_w);
-                let _ = serde_json::to_writer(&mut w, &failure);
-                std::process::exit(125);
+            for procs in &cgroup_procs {
+                // v1 hierarchies the container shares with the host may refuse; the
+                // unified one (or the limited controllers) is what matters.
+                let _ = std::fs::write(procs, "0");
+            }
+            for (f, flag, path) in &late {
+                if let Err(e) = sys::setns(f, *flag, path) {
+                    let failure = ChildFailure::setup(e);
+                    let mut w = File::from(err_w);
+                    let _ = serde_json::to_writer(&mut w, &failure);
+                    std::process::exit(125);
+                }
             }
             exec_child(&spec, err_w, tty.zip(console))
         }
