@@ -8,6 +8,7 @@ mod images;
 mod import;
 mod run;
 mod secrets;
+mod vm_cgroup2;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
