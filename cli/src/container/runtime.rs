@@ -584,8 +584,10 @@ fn run_inner(
             eprintln!("Error: {text}");
         }
     }
-    let code = if status.oom_killed { 137 } else { status.code };
-    Ok((code, status.oom_killed))
+    // The container's own status, as Docker reports it: 137 when the OOM killer killed the
+    // main process, whatever the main process returned when it killed one of its children
+    // (`OOMKilled` says so either way).
+    Ok((status.code, status.oom_killed))
 }
 
 /// Where the caller's window size is read: stdout when it is a terminal, else stdin.
