@@ -462,6 +462,35 @@ fn memory_limit_oom_is_137() {
     assert_eq!(code(&out), 137, "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Docker's behaviour: the OOM killer hitting a child leaves the main process's status
+/// (not 137), and `OOMKilled` still tells.
+#[test]
+fn oom_kill_of_a_child_keeps_the_containers_exit_status() {
+    let Some(env) = Env::new() else { return };
+    let out = env.run_limit(
+        &[
+            "run",
+            "--name",
+            "oomchild",
+            "-m",
+            "32m",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "(tail /dev/zero); echo child $?; exit 3",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "child 137");
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "oomchild"])).unwrap();
+    assert_eq!(v[0]["State"]["OOMKilled"], true, "{v}");
+    assert_eq!(v[0]["State"]["ExitCode"], 3, "{v}");
+    env.ok(&["rm", "oomchild"]);
+}
+
 mod bridge;
 mod commit;
 mod lifecycle;
