@@ -217,6 +217,26 @@ fn missing_controller(
     }
 }
 
+/// Docker's error for `--cpuset-cpus` naming CPUs the parent group does not have (the
+/// kernel's EINVAL; ERANGE past the last CPU of the machine), with the ones it has from `available` (the parent's effective CPUs).
+fn cpus_unavailable(err: Error, requested: &str, available: &Path) -> Error {
+    match &err {
+        Error::Cgroup { source, .. }
+            if matches!(
+                source.raw_os_error(),
+                Some(nix::libc::EINVAL | nix::libc::ERANGE)
+            ) =>
+        {
+            let have = fs::read_to_string(available).unwrap_or_default();
+            Error::InvalidSpec(format!(
+                "Requested CPUs are not available - requested {requested}, available: {}",
+                have.trim()
+            ))
+        }
+        _ => err,
+    }
+}
+
 /// The name of a new run's group: `run-<our pid>-<counter>-<nanoseconds>`, unique among
 /// concurrent runs; the pid tells [`remove_stale`] whether its creator is still alive.
 pub fn run_name() -> String {
@@ -399,7 +419,8 @@ impl Cgroup {
             }
         }
         if let Some(c) = &limits.cpuset_cpus {
-            write(&dir.join("cpuset.cpus"), c)?;
+            write(&dir.join("cpuset.cpus"), c)
+                .map_err(|e| cpus_unavailable(e, c, &parent.join("cpuset.cpus.effective")))?;
         }
         if limits.cpu_quota_us.is_some() || limits.cpu_period_us.is_some() {
             let period = limits.cpu_period_us.unwrap_or(100_000);
@@ -481,8 +502,10 @@ impl Cgroup {
                     }
                 }
                 "cpuset" => {
-                    if let Some(c) = &limits.cpuset_cpus {
-                        write(&dir.join("cpuset.cpus"), c)?;
+                    if let (Some(c), Some(parent)) = (&limits.cpuset_cpus, dir.parent()) {
+                        write(&dir.join("cpuset.cpus"), c).map_err(|e| {
+                            cpus_unavailable(e, c, &parent.join("cpuset.effective_cpus"))
+                        })?;
                     }
                 }
                 _ => {}
@@ -824,6 +847,37 @@ mod tests {
         assert!(text.contains("cpuset controller is needed"), "{text}");
         assert!(text.contains("not available"), "{text}");
         assert!(text.contains("cpu memory"), "{text}");
+    }
+
+    #[test]
+    fn unavailable_cpus_get_dockers_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let effective = dir.path().join("cpuset.cpus.effective");
+        std::fs::write(&effective, "0-1\n").unwrap();
+        let einval = Error::Cgroup {
+            path: dir.path().join("run/cpuset.cpus"),
+            source: std::io::Error::from_raw_os_error(nix::libc::EINVAL),
+        };
+        assert_eq!(
+            cpus_unavailable(einval, "5", &effective).to_string(),
+            "invalid process spec: Requested CPUs are not available - requested 5, available: 0-1"
+        );
+        let erange = Error::Cgroup {
+            path: dir.path().join("run/cpuset.cpus"),
+            source: std::io::Error::from_raw_os_error(nix::libc::ERANGE),
+        };
+        assert!(matches!(
+            cpus_unavailable(erange, "64", &effective),
+            Error::InvalidSpec(_)
+        ));
+        let eacces = Error::Cgroup {
+            path: dir.path().join("run/cpuset.cpus"),
+            source: std::io::Error::from_raw_os_error(nix::libc::EACCES),
+        };
+        assert!(matches!(
+            cpus_unavailable(eacces, "5", &effective),
+            Error::Cgroup { .. }
+        ));
     }
 
     #[test]
