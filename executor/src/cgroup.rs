@@ -638,6 +638,16 @@ pub struct Freezer {
     dir: PathBuf,
 }
 
+/// The pids in the run group of process `pid` and the groups below it, as `runc ps` lists a
+/// container's (`docker top`): exec'd processes too, which are not descendants of the
+/// container's first process. Only for one of rbuild's run groups (see [`Freezer::of_pid`]).
+pub fn run_group_pids(pid: i32) -> Result<Vec<i32>> {
+    let group = Freezer::of_pid(pid)?;
+    let mut out = Vec::new();
+    tree_pids(&group.dir, &mut out);
+    Ok(out)
+}
+
 impl Freezer {
     /// The freezer of the group process `pid` is in.
     pub fn of_pid(pid: i32) -> Result<Freezer> {

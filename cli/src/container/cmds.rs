@@ -791,8 +791,13 @@ fn top(containers: &Containers, name: &str) -> Result<(), String> {
     let pid = st
         .pid
         .ok_or_else(|| format!("container {id} has no process yet"))?;
+    // The container's cgroup, as Docker's `top` (exec'd processes included); the process
+    // tree of its first process where the group cannot be read.
+    let mut pids =
+        rbuild_executor::cgroup::run_group_pids(pid).unwrap_or_else(|_| descendants(pid));
+    pids.sort_unstable();
     let mut rows = Vec::new();
-    for p in descendants(pid) {
+    for p in pids {
         let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
         let cmd = cmdline
             .split(|b| *b == 0)

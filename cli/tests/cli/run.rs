@@ -435,6 +435,23 @@ fn exec_into_running_container() {
     assert_eq!(code(&env.run(&["exec", "ex", "no-such-command"])), 127);
     assert_eq!(code(&env.run(&["exec", "-u", "1000", "ex", "id", "-u"])), 0);
     assert!(env.ok(&["top", "ex"]).contains("sleep 300"));
+    // An exec'd process is the container's too (its cgroup), though not a child of PID 1.
+    let mut exec = env
+        .cmd(&["exec", "ex", "sleep", "123"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut top = String::new();
+    for _ in 0..200 {
+        top = env.ok(&["top", "ex"]);
+        if top.contains("sleep 123") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(top.contains("sleep 123"), "{top}");
+    let _ = exec.kill();
+    let _ = exec.wait();
     let start = Instant::now();
     env.ok(&["stop", "-t", "1", "ex"]);
     assert!(start.elapsed() < Duration::from_secs(15));
