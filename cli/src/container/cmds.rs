@@ -707,7 +707,9 @@ fn wait(containers: &Containers, id: &str) -> Result<i32, String> {
 }
 
 fn exec(containers: &Containers, args: &ExecArgs) -> ExitCode {
-    if let Err(c) = super::check_input_tty(args.interactive, args.tty) {
+    if !args.detach
+        && let Err(c) = super::check_input_tty(args.interactive, args.tty)
+    {
         return c;
     }
     let id = match containers.find(&args.container) {
@@ -726,6 +728,12 @@ fn exec(containers: &Containers, args: &ExecArgs) -> ExitCode {
         return fail(format!(
             "Container {id} is paused, unpause the container before exec"
         ));
+    }
+    if args.detach {
+        return match exec_detached(containers, &id, args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
     }
     let Some(pid) = st.pid else {
         return fail(format!("container {id} has no process yet"));
@@ -783,6 +791,46 @@ fn exec(containers: &Containers, args: &ExecArgs) -> ExitCode {
         }
         Err(e) => fail(e),
     }
+}
+
+/// `exec -d`: the same exec, run by a background `rbuild exec` of its own (stdio on
+/// `/dev/null`, its own process group) that we do not wait for, as Docker returns at once.
+fn exec_detached(containers: &Containers, id: &str, args: &ExecArgs) -> Result<(), String> {
+    use std::os::unix::process::CommandExt as _;
+    let root = containers
+        .dir
+        .parent()
+        .ok_or_else(|| "the containers directory has no root".to_string())?;
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--root").arg(root).arg("exec");
+    for e in &args.env {
+        // A bare `-e K` takes our value now: the background process may not have it.
+        match e.contains('=') {
+            true => cmd.arg("-e").arg(e),
+            false => match std::env::var(e) {
+                Ok(v) => cmd.arg("-e").arg(format!("{e}={v}")),
+                Err(_) => &mut cmd,
+            },
+        };
+    }
+    if let Some(w) = &args.workdir {
+        cmd.arg("-w").arg(w);
+    }
+    if let Some(u) = &args.user {
+        cmd.arg("-u").arg(u);
+    }
+    if args.privileged {
+        cmd.arg("--privileged");
+    }
+    cmd.arg(id).arg("--").args(&args.command);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("start the detached exec: {e}"))
 }
 
 fn top(containers: &Containers, name: &str) -> Result<(), String> {

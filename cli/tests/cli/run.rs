@@ -452,6 +452,33 @@ fn exec_into_running_container() {
     assert!(top.contains("sleep 123"), "{top}");
     let _ = exec.kill();
     let _ = exec.wait();
+    // -d returns at once and the command runs on its own, with -e, -w and -u applied.
+    let out = env.run(&[
+        "exec",
+        "-d",
+        "-e",
+        "C=3",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000",
+        "ex",
+        "sh",
+        "-c",
+        "sleep 1; echo $C $(pwd) $(id -u) > /tmp/detached",
+    ]);
+    assert_eq!(code(&out), 0, "{out:?}");
+    assert!(stdout(&out).is_empty());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let detached = loop {
+        let o = env.run(&["exec", "ex", "cat", "/tmp/detached"]);
+        if code(&o) == 0 {
+            break stdout(&o);
+        }
+        assert!(Instant::now() < deadline, "the detached exec never wrote");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(detached.trim(), "3 /tmp 1000");
     let start = Instant::now();
     env.ok(&["stop", "-t", "1", "ex"]);
     assert!(start.elapsed() < Duration::from_secs(15));
