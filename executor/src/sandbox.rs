@@ -213,6 +213,9 @@ pub struct RunOptions {
     /// SIGHUP and SIGQUIT to the command) as soon as it is spawned; the command itself is
     /// its only child ([`crate::process::container_pid`]).
     pub started: Option<std::sync::mpsc::Sender<u32>>,
+    /// With [`Stdio::Capture`]: the command's stdin instead of `/dev/null` (the read end of
+    /// a pipe a detached `-i` container's monitor keeps for `attach`).
+    pub stdin: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 /// What the init reports on its report pipe.
@@ -514,7 +517,13 @@ fn spawn_and_wait(
     let mut pty = None;
     let (tail_max, mut on_line) = match stdio {
         Stdio::Capture { tail, on_line } => {
-            cmd.stdin(StdStdio::null())
+            let input = match &opts.stdin {
+                Some(fd) => {
+                    StdStdio::from(fd.try_clone().map_err(|e| Error::io("dup", "stdin", e))?)
+                }
+                None => StdStdio::null(),
+            };
+            cmd.stdin(input)
                 .stdout(StdStdio::piped())
                 .stderr(StdStdio::piped());
             (tail, on_line)

@@ -1,8 +1,9 @@
 //! `rbuild attach` to a detached container. A container without a terminal is attached to
 //! its output only: what it writes from now on (read from its json-file log as the monitor
 //! writes it) goes to our stdout and stderr, SIGINT/SIGTERM/SIGHUP/SIGQUIT are passed to it
-//! (Docker's `--sig-proxy`), and we exit with its code. Its stdin is not attached (the
-//! monitor gives a detached container none).
+//! (Docker's `--sig-proxy`), and we exit with its code. One started with `-i` reads a pipe
+//! the monitor keeps; `attach` gets its write end the way a `-t` client gets the terminal
+//! and copies our stdin into it.
 //!
 //! A `-t` container: the monitor owns the pty master; it listens on a unix socket (`/run/rbuild/attach/<id>.sock`) and hands every client a duplicate of
 //! the master (over `SCM_RIGHTS`: the client writes its keys and window size to it directly)
@@ -108,33 +109,15 @@ pub fn attach_cmd(root: &Path, name: &str, no_stdin: bool) -> ExitCode {
         return fail("You cannot attach to a stopped container, start it first");
     }
     if !cfg.tty {
-        return attach_output(root, &containers, &id);
+        return attach_output(root, &containers, &id, cfg.interactive && !no_stdin);
     }
     let input = cfg.interactive && !no_stdin;
     if let Err(c) = check_input_tty(input, true) {
         return c;
     }
-    // The monitor opens the socket once the process has its terminal.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stream = loop {
-        match UnixStream::connect(socket_path(&id)) {
-            Ok(s) => break s,
-            Err(e) => {
-                if Instant::now() > deadline || containers.state(&id).status != Status::Running {
-                    return fail(format!("attach to {name}: {e}"));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    };
-    let master = match rbuild_executor::tty::recv_fd(&stream) {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            return fail(format!(
-                "attach to {name}: the container's terminal is gone"
-            ));
-        }
-        Err(e) => return fail(format!("attach to {name}: {e}")),
+    let (stream, master) = match connect(&containers, &id, name) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
     };
     let raw = match super::raw_terminal(input, true) {
         Ok(r) => r,
@@ -212,8 +195,42 @@ pub fn attach_cmd(root: &Path, name: &str, no_stdin: bool) -> ExitCode {
     }
 }
 
-/// `attach` to a container without a terminal: its output from now on, then its exit code.
-fn attach_output(root: &Path, containers: &Containers, id: &str) -> ExitCode {
+/// Connects to the monitor's socket (it opens it once the process has its terminal or
+/// stdin pipe) and receives that descriptor.
+fn connect(containers: &Containers, id: &str, name: &str) -> Result<(UnixStream, OwnedFd), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stream = loop {
+        match UnixStream::connect(socket_path(id)) {
+            Ok(s) => break s,
+            Err(e) => {
+                if Instant::now() > deadline || containers.state(id).status != Status::Running {
+                    return Err(format!("attach to {name}: {e}"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    match rbuild_executor::tty::recv_fd(&stream) {
+        Ok(Some(fd)) => Ok((stream, fd)),
+        Ok(None) => Err(format!("attach to {name}: the container's input is gone")),
+        Err(e) => Err(format!("attach to {name}: {e}")),
+    }
+}
+
+/// `attach` to a container without a terminal: its output from now on (and our stdin to
+/// its stdin when it was started with `-i`), then its exit code.
+fn attach_output(root: &Path, containers: &Containers, id: &str, input: bool) -> ExitCode {
+    if input {
+        let (_stream, pipe) = match connect(containers, id, id) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        std::thread::spawn(move || {
+            let mut pipe = std::fs::File::from(pipe);
+            // Our EOF ends the copy only: the container's stdin stays open, as Docker's.
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut pipe);
+        });
+    }
     super::forward_signals(root, id, Arc::default());
     if let Err(e) = super::cmds::follow_log(containers, id) {
         return fail(e);

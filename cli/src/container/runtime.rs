@@ -493,9 +493,24 @@ fn run_inner(
     spec.privileged = cfg.security.privileged;
     spec.security = cfg.security.security.clone();
     let (tx, rx) = std::sync::mpsc::channel::<u32>();
+    // A detached `-i` container without a terminal reads a pipe whose write end `attach`
+    // clients get from the monitor (as a `-t` one's terminal master); the monitor keeps it
+    // open, so the container's stdin stays open as Docker's.
+    let mut _stdin_server = None;
+    let stdin = if matches!(output, Output::Log) && cfg.interactive && !cfg.tty {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| format!("stdin pipe: {e}"))?;
+        let server = super::attach::Server::new(&cfg.id);
+        server.listen(w);
+        _stdin_server = Some(server);
+        Some(Arc::new(r))
+    } else {
+        None
+    };
     let opts = RunOptions {
         cancel: Some(cancel),
         started: Some(tx),
+        stdin,
     };
     // Record the PIDs as soon as the sandbox has them (a thread: `run` blocks); then the
     // health checks start.

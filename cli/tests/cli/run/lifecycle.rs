@@ -1,5 +1,6 @@
 //! `--init`, `restart`, `ps --format/--filter` and `logs --since/--until`.
 
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use super::{Env, code, stdout};
@@ -361,7 +362,47 @@ fn attach_without_a_terminal_streams_output_passes_signals_and_exits_with_the_co
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 9, "{out:?}");
     assert_eq!(stdout(&out), "got-term\n");
-    env.ok(&["rm", "talker", "trapper"]);
+
+    // -i: our stdin reaches the container's; our EOF does not close it.
+    env.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "reader",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "read a; echo got $a; read b; echo then $b",
+    ]);
+    let mut first = env
+        .cmd(&["attach", "reader"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    first.stdin.take().unwrap().write_all(b"one\n").unwrap();
+    wait_logs(&env, "reader", "got one", 1);
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.Status}}", "reader"])
+            .trim(),
+        "running"
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+    let mut second = env
+        .cmd(&["attach", "reader"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    second.stdin.take().unwrap().write_all(b"two\n").unwrap();
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{out:?}");
+    assert_eq!(stdout(&out), "then two\n");
+    env.ok(&["rm", "talker", "trapper", "reader"]);
 }
 
 #[test]
