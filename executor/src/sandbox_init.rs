@@ -236,7 +236,11 @@ fn setup_and_exec(
     console: Option<OwnedFd>,
 ) -> std::result::Result<Never, ChildFailure> {
     let p = &spec.process;
-    sys::reset_signals().map_err(ChildFailure::setup)?;
+    // The forwarded signals stay blocked (inherited from the sandbox init) until the
+    // command runs: one sent as soon as the container has a PID (`rbuild stop` right after
+    // `run -d`) waits for `--init` to forward it instead of being dropped, as a PID
+    // namespace's init drops a signal it has no handler for.
+    sys::reset_signal_handlers();
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(ChildFailure::setup)?;
     for procs in &spec.cgroup_procs {
         std::fs::write(procs, "0")
@@ -272,6 +276,7 @@ fn setup_and_exec(
     if p.init {
         return run_init(&p.argv, &env);
     }
+    sys::unblock_signals().map_err(ChildFailure::setup)?;
     exec(&p.argv, &env)
 }
 

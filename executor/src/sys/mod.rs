@@ -311,7 +311,13 @@ pub fn execve(path: &CStr, argv: &[CString], env: &[CString]) -> Errno {
 /// Resets every signal's disposition to the default (the Rust runtime ignores `SIGPIPE`,
 /// and ignored dispositions survive `execve`) and unblocks all signals.
 pub fn reset_signals() -> Result<()> {
-    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+    reset_signal_handlers();
+    unblock_signals()
+}
+
+/// Every signal's disposition back to the default (the mask is kept).
+pub fn reset_signal_handlers() {
+    use nix::sys::signal::{SigHandler, Signal};
     for sig in Signal::iterator() {
         if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
             continue;
@@ -322,6 +328,11 @@ pub fn reset_signals() -> Result<()> {
             let _ = nix::sys::signal::signal(sig, SigHandler::SigDfl);
         }
     }
+}
+
+/// An empty signal mask.
+pub fn unblock_signals() -> Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| Error::sys("sigprocmask", e))
 }
