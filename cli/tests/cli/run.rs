@@ -537,6 +537,7 @@ fn oom_kill_of_a_child_keeps_the_containers_exit_status() {
 
 mod bridge;
 mod commit;
+mod glibc;
 mod lifecycle;
 mod prune;
 mod security;
