@@ -14,14 +14,16 @@
 //!   milliseconds in a store of a few hundred snapshots). An entry is written before the
 //!   `meta.json` it points to and always checked against it, so a stale entry is no
 //!   snapshot. Entries are not fsynced: `open` rewrites any that are missing once per boot
-//!   (`keys/.complete` holds the boot id of the last full pass), which also indexes a store
-//!   made before the index existed.
+//!   (`keys/.complete` holds the boot id and time of the last full pass), which also
+//!   indexes a store made before the index existed;
+//! - `active/<pid>-<n>` — one per open store, removed when it is dropped: one left by a dead
+//!   process tells the next `open` to look for what that process may have left.
 //!
 //! Ids are small integers allocated by `mkdir` (atomic), so paths stay short.
 //!
-//! Crash consistency: `open` removes snapshot dirs without `meta.json` (a killed `prepare`),
-//! imports whose process is gone, leftovers in `removing/`, and `work` dirs of committed
-//! snapshots.
+//! Crash consistency: `open` removes leftovers in `removing/` and, after a process that had
+//! the store open died (or in a new boot, or hourly), snapshot dirs without `meta.json` (a
+//! killed `prepare`), imports whose process is gone and `work` dirs of committed snapshots.
 //!
 //! **Mount-data limit.** overlayfs options must fit in one page (4096 bytes). Absolute
 //! lowerdir paths are used when they fit; otherwise each lowerdir is spelled through a
@@ -115,6 +117,23 @@ pub struct Snapshotter {
     root: PathBuf,
     snapshots: PathBuf,
     backend: Backend,
+    /// `active/<pid>-<n>`: this open store's marker, removed on drop (see `cleanup`).
+    marker: Option<PathBuf>,
+}
+
+impl Drop for Snapshotter {
+    fn drop(&mut self) {
+        if let Some(m) = &self.marker {
+            let _ = fs::remove_file(m);
+        }
+    }
+}
+
+/// How long a store goes without a full pass over its snapshots (see `cleanup`).
+const FULL_PASS_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Writes `data` to `path` atomically: temp file in the same dir, fsync, rename, fsync dir.
@@ -229,13 +248,15 @@ impl Snapshotter {
                 Backend::Naive
             }
         });
-        let s = Snapshotter {
+        let mut s = Snapshotter {
             root,
             snapshots,
             backend,
+            marker: None,
         };
         let _lock = s.lock()?;
         s.cleanup()?;
+        s.marker = Some(s.mark_open()?);
         Ok(s)
     }
 
@@ -280,17 +301,65 @@ impl Snapshotter {
         Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::sys("flock", e))
     }
 
+    /// Records that this process has the store open: `active/<pid>-<n>`, removed on drop.
+    fn mark_open(&self) -> Result<PathBuf> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = self.root.join("active").join(format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::write(&p, b"").ctx("create", &p)?;
+        Ok(p)
+    }
+
+    /// What a killed process may have left. Always: `removing/`. The full pass over every
+    /// snapshot (dirs without `meta.json`, imports of dead processes, `work` dirs of
+    /// committed snapshots; the key index rebuilt after a reboot) costs a read per snapshot,
+    /// tens of milliseconds in a large store, so it runs only when needed: in a new boot,
+    /// when a process that had the store open died without closing it (its `active/`
+    /// marker is left), and at least hourly. An import of a dead process that blocks its
+    /// key is also removed when the key is wanted again (`check_new_key`).
     fn cleanup(&self) -> Result<()> {
         let keys = self.root.join("keys");
-        fs::create_dir_all(&keys).ctx("create dir", &keys)?;
+        let active = self.root.join("active");
+        for d in [&keys, &active] {
+            fs::create_dir_all(d).ctx("create dir", d)?;
+        }
         let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let boot = boot.trim();
         let complete = keys.join(".complete");
-        let reindex = boot.trim().is_empty()
-            || fs::read_to_string(&complete).map_or(true, |b| b.trim() != boot.trim());
+        let last = fs::read_to_string(&complete).unwrap_or_default();
+        let mut last = last.split_whitespace();
+        let reindex = boot.is_empty() || last.next() != Some(boot);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let stale = last
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+            .is_none_or(|t| now.saturating_sub(t) >= FULL_PASS_EVERY.as_secs());
+        let mut crashed = false;
+        for e in fs::read_dir(&active).ctx("read dir", &active)? {
+            let p = e.ctx("read dir", &active)?.path();
+            let pid = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('-').next())
+                .and_then(|n| n.parse::<u32>().ok());
+            if !pid.is_some_and(process_alive) {
+                crashed = true;
+                let _ = fs::remove_file(&p);
+            }
+        }
         let removing = self.root.join("removing");
         for e in fs::read_dir(&removing).ctx("read dir", &removing)? {
             let p = e.ctx("read dir", &removing)?.path();
             fs::remove_dir_all(&p).ctx("remove", &p)?;
+        }
+        if !(reindex || stale || crashed) {
+            return Ok(());
         }
         for e in fs::read_dir(&self.snapshots).ctx("read dir", &self.snapshots)? {
             let dir = e.ctx("read dir", &self.snapshots)?.path();
@@ -305,13 +374,8 @@ impl Snapshotter {
                 self.index_key(&meta.key, id)?;
             }
             match meta.kind {
-                Kind::Importing => {
-                    let alive = meta
-                        .pid
-                        .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-                    if !alive {
-                        self.discard(&dir)?;
-                    }
+                Kind::Importing if !meta.pid.is_some_and(process_alive) => {
+                    self.discard(&dir)?;
                 }
                 Kind::Committed => {
                     let work = dir.join("work");
@@ -322,8 +386,8 @@ impl Snapshotter {
                 _ => {}
             }
         }
-        if reindex && !boot.trim().is_empty() {
-            write_atomic(&complete, boot.trim().as_bytes())?;
+        if !boot.is_empty() {
+            write_atomic(&complete, format!("{boot} {now}").as_bytes())?;
         }
         Ok(())
     }
@@ -389,6 +453,10 @@ impl Snapshotter {
             return Err(Error::InvalidKey(key.to_string()));
         }
         match self.find(key) {
+            // An import its process never finished: not a snapshot to keep.
+            Ok((id, m)) if m.kind == Kind::Importing && !m.pid.is_some_and(process_alive) => {
+                self.discard(&self.snapshots.join(&id))
+            }
             Ok(_) => Err(Error::SnapshotExists(key.to_string())),
             Err(Error::SnapshotNotFound(_)) => Ok(()),
             Err(e) => Err(e),

@@ -304,6 +304,7 @@ impl Bridge {
                 ip,
                 veth: veth.clone(),
                 netns: netns_path.clone(),
+                published: false,
             },
         );
         state.save(&locked.ipam_path)?;
@@ -377,7 +378,14 @@ impl Bridge {
         for m in mappings {
             let proxy = PortProxy::start_mapping(m, ep.ip)?;
             if self.cfg.firewall {
-                let _locked = self.lock()?;
+                let locked = self.lock()?;
+                let mut state = IpamState::load(&locked.ipam_path, &self.cfg.subnet)?;
+                if let Some(lease) = state.leases.get_mut(&ep.container_id)
+                    && !lease.published
+                {
+                    lease.published = true;
+                    state.save(&locked.ipam_path)?;
+                }
                 self.fw.add_port(
                     &ep.container_id,
                     &PortRule {
@@ -438,7 +446,12 @@ impl Bridge {
                 first.get_or_insert(e);
             }
         };
-        if self.cfg.firewall {
+        // Per-container rules exist only for a lease marked published (or one without a
+        // lease: a crash's leftovers); others skip the firewall read (an exec of
+        // iptables-save).
+        let published = IpamState::load(&locked.ipam_path, &self.cfg.subnet)
+            .map_or(true, |st| st.leases.get(id).is_none_or(|l| l.published));
+        if self.cfg.firewall && published {
             note(self.fw.remove_container(id));
         }
         let veth = self.veth_name(id);

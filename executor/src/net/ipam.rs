@@ -111,6 +111,10 @@ pub struct Lease {
     pub veth: String,
     /// The container's netns bind mount.
     pub netns: PathBuf,
+    /// Set (under the bridge lock) before the first firewall rule of a published port is
+    /// added: a lease without it has no per-container rules to look for at teardown.
+    #[serde(default)]
+    pub published: bool,
 }
 
 /// The allocator's file.
@@ -217,6 +221,7 @@ mod tests {
                     ip,
                     veth: String::new(),
                     netns: PathBuf::new(),
+                    published: false,
                 },
             );
             got.push(ip.octets()[3]);

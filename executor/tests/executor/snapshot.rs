@@ -135,7 +135,15 @@ fn crash_leftovers_are_cleaned_on_open() {
     // A removal interrupted after the rename.
     std::fs::create_dir_all(root.join("removing/12/fs")).unwrap();
     drop(s);
+    // Without a sign of a dead process only `removing/` is cleaned (no scan of the store).
     let s = Snapshotter::open_with(&root, Some(Backend::Naive)).unwrap();
+    assert!(!root.join("removing/12").exists());
+    assert!(root.join("snapshots/77").exists());
+    drop(s);
+    // The marker a killed process left makes the next open look at every snapshot.
+    std::fs::write(root.join("active/4000000000-0"), "").unwrap();
+    let s = Snapshotter::open_with(&root, Some(Backend::Naive)).unwrap();
+    assert!(!root.join("active/4000000000-0").exists());
     assert!(!root.join("snapshots/77").exists());
     assert!(!root.join("snapshots/78").exists());
     assert!(!root.join("removing/12").exists());
@@ -358,13 +366,41 @@ fn keys_are_found_through_the_index_which_open_rebuilds_once_per_boot() {
     assert_eq!(again.stat("b").unwrap().id, b_id);
     assert!(again.prepare("b", None).is_err(), "b exists");
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    assert_eq!(
-        std::fs::read_to_string(keys.join(".complete")).unwrap(),
-        boot.trim()
-    );
+    let complete = std::fs::read_to_string(keys.join(".complete")).unwrap();
+    assert_eq!(complete.split_whitespace().next(), Some(boot.trim()));
     // Removing a snapshot removes its entry.
     again.remove("b").unwrap();
     assert!(again.stat("b").is_err());
     again.prepare("b", Some("a")).unwrap();
     assert!(again.stat("b").is_ok());
+}
+
+#[test]
+fn an_open_store_is_marked_and_an_import_of_a_dead_process_does_not_block_its_key() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let s = Snapshotter::open_with(&root, Some(Backend::Naive)).unwrap();
+    let markers = || std::fs::read_dir(root.join("active")).unwrap().count();
+    assert_eq!(markers(), 1);
+    let second = Snapshotter::open_with(&root, Some(Backend::Naive)).unwrap();
+    assert_eq!(markers(), 2);
+    drop(second);
+    assert_eq!(markers(), 1);
+    // An import whose process died, indexed as a real one would be.
+    std::fs::create_dir_all(root.join("snapshots/90/fs")).unwrap();
+    std::fs::write(
+        root.join("snapshots/90/meta.json"),
+        r#"{"key":"layer-x","kind":"importing","parent":null,"pid":4000000000}"#,
+    )
+    .unwrap();
+    let entry = hex::encode(sha2::Sha256::digest(b"layer-x"));
+    std::fs::write(root.join("keys").join(entry), "90").unwrap();
+    assert_eq!(s.stat("layer-x").unwrap().kind, Kind::Importing);
+    s.import_layer_dir("layer-x", None, |d| {
+        std::fs::write(d.join("f"), "x").map_err(|e| rbuild_executor::Error::io("write", d, e))
+    })
+    .unwrap();
+    assert_eq!(s.stat("layer-x").unwrap().kind, Kind::Committed);
+    assert!(!root.join("snapshots/90").exists());
 }
