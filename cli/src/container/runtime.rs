@@ -269,7 +269,7 @@ impl Drop for Network {
             p.stop();
         }
         if let Some((bridge, ep)) = self.bridge.take() {
-            let _ = bridge.disconnect(&ep);
+            let _ = bridge.release(ep);
         }
     }
 }

@@ -151,10 +151,13 @@ impl Drop for Env {
         let bridge = rbuild_executor::net::Bridge::open(self.path()).unwrap();
         for id in self.ids.borrow().iter() {
             let veth = bridge.veth_name(id);
-            assert!(
-                !Path::new("/sys/class/net").join(&veth).exists(),
-                "veth {veth} of {id} left behind"
-            );
+            // The kernel deletes the pair with the container's namespace, moments later.
+            let link = Path::new("/sys/class/net").join(&veth);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while link.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(!link.exists(), "veth {veth} of {id} left behind");
             if let Ok(rd) = std::fs::read_dir(rbuild_executor::net::DEFAULT_NETNS_DIR) {
                 for e in rd.flatten() {
                     let n = e.file_name().to_string_lossy().into_owned();

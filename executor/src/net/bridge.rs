@@ -321,7 +321,7 @@ impl Bridge {
                 mac,
             }),
             Err(e) => {
-                let _ = self.teardown_locked(&locked, &mut nl, id);
+                let _ = self.teardown_locked(&locked, &mut nl, id, false);
                 Err(e)
             }
         }
@@ -411,7 +411,17 @@ impl Bridge {
     pub fn disconnect_id(&self, id: &str) -> Result<()> {
         let locked = self.lock()?;
         let mut nl = Netlink::open()?;
-        self.teardown_locked(&locked, &mut nl, id)
+        self.teardown_locked(&locked, &mut nl, id, false)
+    }
+
+    /// [`Bridge::disconnect`] of an endpoint the caller gives up (with its handle on the
+    /// namespace): the kernel deletes the veth pair with the namespace, after we return.
+    pub fn release(&self, ep: Endpoint) -> Result<()> {
+        let locked = self.lock()?;
+        let mut nl = Netlink::open()?;
+        let id = ep.container_id.clone();
+        drop(ep);
+        self.teardown_locked(&locked, &mut nl, &id, true)
     }
 
     /// The endpoint of a connected container, from its lease (`hostname` is not recorded and
@@ -438,8 +448,15 @@ impl Bridge {
     }
 
     /// Removes everything of container `id`, continuing past failures (the first is
-    /// returned).
-    fn teardown_locked(&self, locked: &Locked, nl: &mut Netlink, id: &str) -> Result<()> {
+    /// returned). `kernel_veth`: the caller holds no reference to the namespace any more
+    /// ([`Bridge::release`]), so the kernel may delete the veth pair with it.
+    fn teardown_locked(
+        &self,
+        locked: &Locked,
+        nl: &mut Netlink,
+        id: &str,
+        kernel_veth: bool,
+    ) -> Result<()> {
         let mut first: Option<Error> = None;
         let mut note = |r: Result<()>| {
             if let Err(e) = r {
@@ -454,14 +471,24 @@ impl Bridge {
         if self.cfg.firewall && published {
             note(self.fw.remove_container(id));
         }
+        // The namespace first. With `kernel_veth`, when it was there and is now unmounted,
+        // the kernel deletes the veth pair with it (its end inside goes with the namespace,
+        // taking the peer) once nothing holds the namespace, off our path: an explicit
+        // delete waits ~20 ms for the network stack to quiesce, a third of a short
+        // `run --rm`. Otherwise (a crash's leftovers, a caller keeping the namespace) the
+        // veth is deleted here.
+        let ns_path = self.cfg.netns_dir.join(self.netns_name(id));
+        let had_ns = crate::sys::is_netns_file(&ns_path);
+        let ns_removed = netns::remove_path(&ns_path);
+        let kernel_deletes_veth = kernel_veth && had_ns && ns_removed.is_ok();
+        note(ns_removed);
         let veth = self.veth_name(id);
-        note(nl.link(&veth).and_then(|l| match l {
-            Some(l) => nl.delete_link(l.index),
-            None => Ok(()),
-        }));
-        note(netns::remove_path(
-            &self.cfg.netns_dir.join(self.netns_name(id)),
-        ));
+        if !kernel_deletes_veth {
+            note(nl.link(&veth).and_then(|l| match l {
+                Some(l) => nl.delete_link(l.index),
+                None => Ok(()),
+            }));
+        }
         note(
             IpamState::load(&locked.ipam_path, &self.cfg.subnet).and_then(|mut st| {
                 if st.leases.remove(id).is_some() {
@@ -482,7 +509,7 @@ impl Bridge {
         let mut report = CleanupReport::default();
         let state = IpamState::load(&locked.ipam_path, &self.cfg.subnet)?;
         for id in state.leases.keys().filter(|id| !live.contains(*id)) {
-            self.teardown_locked(&locked, &mut nl, id)?;
+            self.teardown_locked(&locked, &mut nl, id, false)?;
             report.leases.push(id.clone());
         }
         let alias_prefix = format!("rbuild:{}:", self.cfg.name);

@@ -513,3 +513,37 @@ fn netns_create_run_remove() {
     assert!(!path.exists());
     assert!(mounts_under(dir.path()).is_empty());
 }
+
+#[test]
+fn a_released_endpoint_is_gone_its_veth_deleted_by_the_kernel_with_the_namespace() {
+    let Some(net) = Net::new("bridge release", 0) else {
+        return;
+    };
+    let ep = net.bridge.connect("rel", "host-rel").unwrap();
+    drop(
+        net.bridge
+            .publish(&ep, &parse_publish("127.0.0.1::82").unwrap())
+            .unwrap(),
+    );
+    let (veth, ns_path, id) = (
+        ep.veth_host.clone(),
+        ep.netns.path().to_path_buf(),
+        ep.container_id.clone(),
+    );
+    assert!(link_exists(&veth));
+    net.bridge.release(ep).unwrap();
+    assert!(!ns_path.exists(), "netns file left");
+    assert!(!net.leases().contains(&id), "lease left");
+    assert!(
+        !net.container_rules()
+            .iter()
+            .any(|r| r.contains("rbuild:rel")),
+        "rules left: {:?}",
+        net.container_rules()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while link_exists(&veth) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!link_exists(&veth), "the kernel did not delete {veth}");
+}
