@@ -220,6 +220,8 @@ fn connect(containers: &Containers, id: &str, name: &str) -> Result<(UnixStream,
 /// `attach` to a container without a terminal: its output from now on (and our stdin to
 /// its stdin when it was started with `-i`), then its exit code.
 fn attach_output(root: &Path, containers: &Containers, id: &str, input: bool) -> ExitCode {
+    // Before any input: what it answers must not land before the point we follow from.
+    let offset = super::cmds::log_end(containers, id);
     if input {
         let (_stream, pipe) = match connect(containers, id, id) {
             Ok(c) => c,
@@ -232,9 +234,7 @@ fn attach_output(root: &Path, containers: &Containers, id: &str, input: bool) ->
         });
     }
     super::forward_signals(root, id, Arc::default());
-    if let Err(e) = super::cmds::follow_log(containers, id) {
-        return fail(e);
-    }
+    super::cmds::follow_log(containers, id, offset);
     match super::cmds::exit_code_when_recorded(containers, id) {
         Some(c) => code(c),
         None => ExitCode::SUCCESS,

@@ -503,10 +503,23 @@ fn logs(
     if !follow {
         return Ok(());
     }
-    let mut offset = complete as u64;
+    follow_from(containers, &id, complete as u64, timestamps, window);
+    Ok(())
+}
+
+/// Prints container `id`'s log entries from byte `offset` on as they are written, until it
+/// stops running (or `window.until` passes).
+fn follow_from(
+    containers: &Containers,
+    id: &str,
+    mut offset: u64,
+    timestamps: bool,
+    window: LogWindow,
+) {
+    let path = containers.log_path(id);
     loop {
         let running =
-            containers.path(&id).exists() && containers.state(&id).status == Status::Running;
+            containers.path(id).exists() && containers.state(id).status == Status::Running;
         if let Ok(f) = std::fs::File::open(&path) {
             use std::io::{Read as _, Seek as _};
             let mut f = std::io::BufReader::new(f);
@@ -517,15 +530,24 @@ fn logs(
             }
         }
         if !running || window.until.is_some_and(|u| chrono::Utc::now() > u) {
-            return Ok(());
+            return;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-/// Prints what container `id` logs from now on, until it stops running.
-pub(crate) fn follow_log(containers: &Containers, id: &str) -> Result<(), String> {
-    logs(containers, id, true, "0", false, LogWindow::default())
+/// Where container `id`'s log ends now (after its last complete entry): what `attach`
+/// follows from, taken before it sends any input.
+pub(crate) fn log_end(containers: &Containers, id: &str) -> u64 {
+    let data = std::fs::read(containers.log_path(id)).unwrap_or_default();
+    data.iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i as u64 + 1)
+}
+
+/// Prints what container `id` logs from byte `offset` ([`log_end`]) on, until it stops.
+pub(crate) fn follow_log(containers: &Containers, id: &str, offset: u64) {
+    follow_from(containers, id, offset, false, LogWindow::default());
 }
 
 /// The exit code of a container that stopped, once its monitor recorded it (bounded wait;
