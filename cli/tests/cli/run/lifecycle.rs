@@ -377,13 +377,18 @@ fn attach_without_a_terminal_streams_output_passes_signals_and_exits_with_the_co
         "-c",
         "read a; echo got $a; read b; echo then $b",
     ]);
-    let mut first = env
-        .cmd(&["attach", "reader"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    first.stdin.take().unwrap().write_all(b"one\n").unwrap();
+    // `rbuild attach reader` with `input` written to its stdin, which is then closed.
+    let attach_with = |input: &[u8]| {
+        let mut child = env
+            .cmd(&["attach", "reader"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child
+    };
+    let mut first = attach_with(b"one\n");
     wait_logs(&env, "reader", "got one", 1);
     assert_eq!(
         env.ok(&["inspect", "-f", "{{.State.Status}}", "reader"])
@@ -392,14 +397,7 @@ fn attach_without_a_terminal_streams_output_passes_signals_and_exits_with_the_co
     );
     let _ = first.kill();
     let _ = first.wait();
-    let mut second = env
-        .cmd(&["attach", "reader"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    second.stdin.take().unwrap().write_all(b"two\n").unwrap();
-    let out = second.wait_with_output().unwrap();
+    let out = attach_with(b"two\n").wait_with_output().unwrap();
     assert_eq!(code(&out), 0, "{out:?}");
     assert_eq!(stdout(&out), "then two\n");
     env.ok(&["rm", "talker", "trapper", "reader"]);
