@@ -186,16 +186,23 @@ fn overlay_works(root: &Path) -> bool {
     ok
 }
 
+/// This boot's id (empty when the kernel does not say): what per-boot records are keyed by.
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|b| b.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// [`overlay_works`], remembered in `root/overlay-probe` for this boot and this filesystem
 /// (`<boot id> <device> yes|no`): the test mount and its unmount cost tens of milliseconds,
 /// a large part of a short `rbuild run`.
 fn overlay_probed(root: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let boot = boot_id();
     let dev = fs::metadata(root).map(|m| m.dev()).unwrap_or(0);
-    let key = format!("{} {dev}", boot.trim());
+    let key = format!("{boot} {dev}");
     let file = root.join("overlay-probe");
-    if !boot.trim().is_empty()
+    if !boot.is_empty()
         && let Ok(text) = fs::read_to_string(&file)
         && let Some((k, verdict)) = text.trim().rsplit_once(' ')
         && k == key
@@ -327,8 +334,8 @@ impl Snapshotter {
         for d in [&keys, &active] {
             fs::create_dir_all(d).ctx("create dir", d)?;
         }
-        let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-        let boot = boot.trim();
+        let boot = boot_id();
+        let boot = boot.as_str();
         let complete = keys.join(".complete");
         let last = fs::read_to_string(&complete).unwrap_or_default();
         let mut last = last.split_whitespace();

@@ -153,21 +153,24 @@ fn env_entries(args: &CreateArgs) -> Result<Vec<String>, String> {
         }
     }
     raw.extend(args.env.iter().cloned());
-    let mut out = Vec::new();
-    for e in raw {
-        match e.split_once('=') {
-            Some(("", _)) => {
-                return Err(format!("invalid environment variable: {e}"));
-            }
-            Some(_) => out.push(e),
-            None => {
-                if let Ok(v) = std::env::var(&e) {
-                    out.push(format!("{e}={v}"));
-                }
-            }
-        }
+    if let Some(e) = raw.iter().find(|e| e.starts_with('=')) {
+        return Err(format!("invalid environment variable: {e}"));
     }
-    Ok(out)
+    Ok(with_caller_values(&raw))
+}
+
+/// `-e` entries as `K=V`: a bare `K` takes the caller's value, or is dropped when unset.
+pub fn with_caller_values(entries: &[String]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect()
 }
 
 /// `base` with `overrides` applied by key.

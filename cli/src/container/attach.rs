@@ -5,9 +5,10 @@
 //! the monitor keeps; `attach` gets its write end the way a `-t` client gets the terminal
 //! and copies our stdin into it.
 //!
-//! A `-t` container: the monitor owns the pty master; it listens on a unix socket (`/run/rbuild/attach/<id>.sock`) and hands every client a duplicate of
-//! the master (over `SCM_RIGHTS`: the client writes its keys and window size to it directly)
-//! and then a copy of the terminal's output on the socket. Docker's detach keys (Ctrl-P
+//! A `-t` container: the monitor owns the pty master; it listens on a unix socket
+//! (`/run/rbuild/attach/<id>.sock`) and hands every client a duplicate of the master (over
+//! `SCM_RIGHTS`: the client writes its keys and window size to it directly) and then a copy
+//! of the terminal's output on the socket. Docker's detach keys (Ctrl-P
 //! Ctrl-Q) leave the container running.
 
 use std::io::{Read as _, Write as _};

@@ -760,14 +760,7 @@ fn exec(containers: &Containers, args: &ExecArgs) -> ExitCode {
     let Some(pid) = st.pid else {
         return fail(format!("container {id} has no process yet"));
     };
-    let mut env_over = Vec::new();
-    for e in &args.env {
-        if e.contains('=') {
-            env_over.push(e.clone());
-        } else if let Ok(v) = std::env::var(e) {
-            env_over.push(format!("{e}={v}"));
-        }
-    }
+    let env_over = super::args::with_caller_values(&args.env);
     let spec = rbuild_executor::ExecSpec {
         pid,
         argv: args.command.clone(),
@@ -826,15 +819,9 @@ fn exec_detached(containers: &Containers, id: &str, args: &ExecArgs) -> Result<(
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--root").arg(root).arg("exec");
-    for e in &args.env {
-        // A bare `-e K` takes our value now: the background process may not have it.
-        match e.contains('=') {
-            true => cmd.arg("-e").arg(e),
-            false => match std::env::var(e) {
-                Ok(v) => cmd.arg("-e").arg(format!("{e}={v}")),
-                Err(_) => &mut cmd,
-            },
-        };
+    // A bare `-e K` takes our value now: the background process may not have it.
+    for e in super::args::with_caller_values(&args.env) {
+        cmd.arg("-e").arg(e);
     }
     if let Some(w) = &args.workdir {
         cmd.arg("-w").arg(w);

@@ -121,7 +121,6 @@ fn duration_ms(flag: &str, value: &Option<String>) -> Result<Option<u64>, String
         .ok_or_else(|| {
             format!("invalid argument {v:?} for \"--{flag}\" flag: a duration like 30s or 1m30s")
         })?;
-    // Docker: "Interval, Timeout and StartPeriod must be 0 or at least 1ms".
     Ok(Some(d))
 }
 

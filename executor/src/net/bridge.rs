@@ -466,7 +466,9 @@ impl Bridge {
         // Per-container rules exist only for a lease marked published (or one without a
         // lease: a crash's leftovers); others skip the firewall read (an exec of
         // iptables-save).
-        let published = IpamState::load(&locked.ipam_path, &self.cfg.subnet)
+        let state = IpamState::load(&locked.ipam_path, &self.cfg.subnet);
+        let published = state
+            .as_ref()
             .map_or(true, |st| st.leases.get(id).is_none_or(|l| l.published));
         if self.cfg.firewall && published {
             note(self.fw.remove_container(id));
@@ -489,15 +491,13 @@ impl Bridge {
                 None => Ok(()),
             }));
         }
-        note(
-            IpamState::load(&locked.ipam_path, &self.cfg.subnet).and_then(|mut st| {
-                if st.leases.remove(id).is_some() {
-                    st.save(&locked.ipam_path)
-                } else {
-                    Ok(())
-                }
-            }),
-        );
+        note(state.and_then(|mut st| {
+            if st.leases.remove(id).is_some() {
+                st.save(&locked.ipam_path)
+            } else {
+                Ok(())
+            }
+        }));
         first.map_or(Ok(()), Err)
     }
 

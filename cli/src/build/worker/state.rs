@@ -75,15 +75,7 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> String {
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| io_err("create a temp file in", dir, e))?;
-    tmp.write_all(data)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| io_err("write", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| io_err("rename onto", path, e.error))?;
+    rename_into_place(path, data, true)?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err("fsync", dir, e))
@@ -92,14 +84,27 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
 /// Replaces `path` atomically against a crash of this process (temp file + rename) but
 /// without fsync: for volatile records whose reader survives losing the last updates or
 /// finding the file empty after a power cut (a container's `state.json`: a container
-/// recorded running whose monitor is gone reads as exited, a garbled one as created).
+/// recorded running whose monitor is gone reads as exited, a garbled one as created). The
+/// directory must exist: a record of something removed is not brought back.
 pub fn write_replace(path: &Path, data: &[u8]) -> Result<(), String> {
+    rename_into_place(path, data, false)
+}
+
+/// `data` into a temp file beside `path` (fsynced when `sync`), renamed onto `path`.
+fn rename_into_place(path: &Path, data: &[u8], sync: bool) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(|e| io_err("create a temp file in", dir, e))?;
     tmp.write_all(data)
+        .and_then(|()| {
+            if sync {
+                tmp.as_file().sync_all()
+            } else {
+                Ok(())
+            }
+        })
         .map_err(|e| io_err("write", tmp.path(), e))?;
     tmp.persist(path)
         .map_err(|e| io_err("rename onto", path, e.error))?;
